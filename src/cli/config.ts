@@ -1,0 +1,17 @@
+/** `tandem config`: print the effective config as YAML (or `--json`); `--check` only validates. */
+import { stringify } from 'yaml';
+import { loadConfig } from '../config/load.js';
+import { parse } from './args.js';
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse('config', argv, { json: { type: 'boolean' }, check: { type: 'boolean' } });
+  const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
+  if (values.check) {
+    process.stdout.write(`config OK (${config.source})\n`);
+    return 0;
+  }
+  const { source, paths, ...plain } = config;
+  if (values.json) process.stdout.write(`${JSON.stringify({ source, ...plain }, null, 2)}\n`);
+  else process.stdout.write(`# effective config, from: ${source}\n# durations are in milliseconds\n${stringify(plain)}`);
+  return 0;
+}

@@ -1,0 +1,65 @@
+/**
+ * `tandem` entry point: finds the command, runs it, and turns a TandemError into a plain message
+ * and an exit code. A stack trace is printed only for a bug (an error that is not a TandemError).
+ */
+import { TandemError, UsageError } from '../errors.js';
+
+type CommandModule = { run(argv: string[]): Promise<number | undefined> };
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  up: { summary: 'start every component placed on this machine and supervise them', load: () => import('./up.js') },
+  status: { summary: 'show each component: state, pid, address, role (--json)', load: () => import('./status.js') },
+  config: { summary: 'print the effective config (--check only validates)', load: () => import('./config.js') },
+  lb: { summary: 'run one load balancer (--name lb-01)', load: () => import('./lb.js') },
+  server: { summary: 'run one server: web server + application server (--name web-01)', load: () => import('./server.js') },
+  db: { summary: 'run one database node (--node web-01)', load: () => import('./db.js') },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  return [
+    'usage: tandem <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'common options:',
+    '  -c, --config FILE    config file (default: ./tandem.yaml, else the built-in topology)',
+    '  -d, --data-dir DIR   state directory (default: dataDir of the config, .tandem)',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-v') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    process.stdout.write(`tandem ${pkg.version}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command "${name}"\n\n${usage()}`);
+  const mod = await command.load();
+  return (await mod.run(rest)) ?? 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof TandemError) {
+      process.stderr.write(`tandem: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`tandem: internal error (this is a bug; please report it):\n${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

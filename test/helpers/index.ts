@@ -1,0 +1,79 @@
+/** Shared test helpers: free ports, temp dirs, polling with a deadline, skip-or-fail. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+/** A port that was free a moment ago on 127.0.0.1 (the OS picked it with listen(0)). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** `n` distinct free ports. */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+/** A new temp directory (mode 0755 so an unprivileged database user can reach it), removed by `cleanup`. */
+export function tempDir(prefix = 'tandem-test-'): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * Polls `check` until it returns a truthy value (returned) or the deadline passes (throws with
+ * `what` and the last error). No fixed sleeps: the interval is only the polling period.
+ */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  { timeout = 10_000, interval = 50 }: { timeout?: number; interval?: number } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeout;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout}ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/**
+ * Skips the test when `missing` names something absent; with TANDEM_TEST_REQUIRE=all (CI), fails
+ * instead, so a skipped test can never pass silently. Returns true when the test must stop.
+ */
+export function skipUnless(t: TestContext, missing: string | undefined): boolean {
+  if (!missing) return false;
+  if (process.env['TANDEM_TEST_REQUIRE'] === 'all') {
+    throw new Error(`required by TANDEM_TEST_REQUIRE=all but unavailable: ${missing}`);
+  }
+  t.skip(missing);
+  return true;
+}
+
+/** True if a process with this pid exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
