@@ -9,9 +9,18 @@ export const COMMON_OPTIONS = {
 } as const;
 
 /** Parses argv with the common options plus `options`; throws UsageError on an unknown flag. */
-export function parse<O extends NonNullable<ParseArgsConfig['options']>>(command: string, argv: string[], options: O) {
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  argv: string[],
+  options: O,
+) {
   try {
-    return parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...options }, allowPositionals: false, strict: true });
+    return parseArgs({
+      args: argv,
+      options: { ...COMMON_OPTIONS, ...options },
+      allowPositionals: false,
+      strict: true,
+    });
   } catch (err) {
     throw new UsageError(`${command}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`);
   }

@@ -12,6 +12,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { source, paths, ...plain } = config;
   if (values.json) process.stdout.write(`${JSON.stringify({ source, ...plain }, null, 2)}\n`);
-  else process.stdout.write(`# effective config, from: ${source}\n# durations are in milliseconds\n${stringify(plain)}`);
+  else
+    process.stdout.write(
+      `# effective config, from: ${source}\n# durations are in milliseconds\n${stringify(plain)}`,
+    );
   return 0;
 }

@@ -7,11 +7,23 @@ import { TandemError, UsageError } from '../errors.js';
 type CommandModule = { run(argv: string[]): Promise<number | undefined> };
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
-  up: { summary: 'start every component placed on this machine and supervise them', load: () => import('./up.js') },
-  status: { summary: 'show each component: state, pid, address, role (--json)', load: () => import('./status.js') },
-  config: { summary: 'print the effective config (--check only validates)', load: () => import('./config.js') },
+  up: {
+    summary: 'start every component placed on this machine and supervise them',
+    load: () => import('./up.js'),
+  },
+  status: {
+    summary: 'show each component: state, pid, address, role (--json)',
+    load: () => import('./status.js'),
+  },
+  config: {
+    summary: 'print the effective config (--check only validates)',
+    load: () => import('./config.js'),
+  },
   lb: { summary: 'run one load balancer (--name lb-01)', load: () => import('./lb.js') },
-  server: { summary: 'run one server: web server + application server (--name web-01)', load: () => import('./server.js') },
+  server: {
+    summary: 'run one server: web server + application server (--name web-01)',
+    load: () => import('./server.js'),
+  },
   db: { summary: 'run one database node (--node web-01)', load: () => import('./db.js') },
 };
 
@@ -58,7 +70,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`tandem: ${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {
-      process.stderr.write(`tandem: internal error (this is a bug; please report it):\n${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(
+        `tandem: internal error (this is a bug; please report it):\n${(err as Error)?.stack ?? String(err)}\n`,
+      );
       process.exitCode = 70;
     }
   },

@@ -9,7 +9,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_CONFIG } from './defaults.js';
-import { type TandemConfig, configSchema } from './schema.js';
+import { configSchema, type TandemConfig } from './schema.js';
 
 /** Root of the Tandem package (where package.json, app/ and dist/ are). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -221,7 +221,9 @@ function crossCheck(c: TandemConfig): string[] {
   if (c.database) {
     const primaries = c.database.nodes.filter((n) => n.role === 'primary');
     if (primaries.length !== 1)
-      problems.push(`database.nodes: must have exactly one node with role: primary (found ${primaries.length})`);
+      problems.push(
+        `database.nodes: must have exactly one node with role: primary (found ${primaries.length})`,
+      );
     if (c.database.replication === 'sync' && c.database.nodes.length < 2)
       problems.push('database.replication: sync needs at least one replica in database.nodes');
   }
@@ -235,17 +237,22 @@ function crossCheck(c: TandemConfig): string[] {
     else addresses.set(key, path);
   };
   c.loadBalancers.forEach((lb, i) => {
-    lb.frontends.forEach((f, j) => claim(f.host, f.port, `loadBalancers[${i}].frontends[${j}].port`));
+    lb.frontends.forEach((f, j) => {
+      claim(f.host, f.port, `loadBalancers[${i}].frontends[${j}].port`);
+    });
     claim(lb.stats.host, lb.stats.port, `loadBalancers[${i}].stats.port`);
   });
   c.servers.forEach((s, i) => {
     claim(s.host, s.port, `servers[${i}].port`);
     for (let p = 0; p < s.app.processes; p++) {
-      if (s.app.port + p > 65535) problems.push(`servers[${i}].app.port: ports up to ${s.app.port + p} exceed 65535`);
+      if (s.app.port + p > 65535)
+        problems.push(`servers[${i}].app.port: ports up to ${s.app.port + p} exceed 65535`);
       else claim(s.host, s.app.port + p, `servers[${i}].app.port${p ? ` (+${p}, process ${p + 1})` : ''}`);
     }
   });
-  c.database?.nodes.forEach((n, i) => claim(n.host, n.port, `database.nodes[${i}].port`));
+  c.database?.nodes.forEach((n, i) => {
+    claim(n.host, n.port, `database.nodes[${i}].port`);
+  });
   return problems;
 }
 

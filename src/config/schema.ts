@@ -8,11 +8,9 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 
-const name = z
-  .string({ error: 'must be a string' })
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
-    error: 'must be a name of lowercase letters, digits and dashes (like web-01)',
-  });
+const name = z.string({ error: 'must be a string' }).regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
+  error: 'must be a name of lowercase letters, digits and dashes (like web-01)',
+});
 
 const port = z
   .number({ error: 'must be a port number' })
@@ -74,22 +72,24 @@ export const serverSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   /** Web server port. */
   port,
-  app: z
-    .strictObject({
-      /** Port of the first application process; process i listens on port + i. */
-      port,
-      /** Number of codebase processes the application server runs. */
-      processes: count(2, 1, 64),
-      restart: restartSchema,
-    }),
+  app: z.strictObject({
+    /** Port of the first application process; process i listens on port + i. */
+    port,
+    /** Number of codebase processes the application server runs. */
+    processes: count(2, 1, 64),
+    restart: restartSchema,
+  }),
 });
 
 export const healthCheckSchema = z
   .strictObject({
     /** HTTP path requested on each server. */
-    path: z.string({ error: 'must be a path like /healthz' }).startsWith('/', {
-      error: 'must be a path starting with /',
-    }).default('/healthz'),
+    path: z
+      .string({ error: 'must be a path like /healthz' })
+      .startsWith('/', {
+        error: 'must be a path starting with /',
+      })
+      .default('/healthz'),
     /** Time between two checks of one server. */
     interval: duration(1000, 10),
     /** A check that has no answer within this time fails. */
@@ -186,6 +186,10 @@ export const databaseSchema = z
       .string({ error: 'must be a user name' })
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'must be a lowercase SQL identifier' })
       .default('app'),
+    /** How a new replica copies the primary: pg_basebackup when one of the same version exists, else a file copy. */
+    cloneMethod: z
+      .enum(['auto', 'pg_basebackup', 'copy'], { error: 'must be auto, pg_basebackup or copy' })
+      .default('auto'),
     /** Unprivileged system user the engine runs as when Tandem runs as root. */
     runAs: z.string({ error: 'must be a system user name' }).optional(),
     nodes: z.array(dbNodeSchema, { error: 'must be a list of database nodes' }).min(1, {

@@ -1,0 +1,201 @@
+/**
+ * One database node as a component: finds the engine, creates the node's data on first start
+ * (a new primary, or a replica cloned from the primary), starts it, and stops it cleanly.
+ */
+
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readlinkSync, symlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import pg from 'pg';
+import type { ResolvedConfig } from '../../config/load.js';
+import type { DbNodeConfig } from '../../config/schema.js';
+import { DatabaseError, UsageError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { findPostgresBinaries, type PostgresBinaries } from '../engines/binaries.js';
+import type { Progress, Role } from '../engines/engine.js';
+import { PostgresEngine, SUPERUSER, slotName } from '../engines/postgres.js';
+import { canExecute, canUseDirectory, engineIdentity, type RunAs } from '../engines/run-as.js';
+import { ensureSecret } from '../secrets.js';
+import { bootstrapPrimary, ensureSlot } from './bootstrap.js';
+
+/** Where state that the engine's user cannot reach under the data dir goes instead. */
+const FALLBACK_ROOT = '/var/lib/tandem';
+
+export interface DbNodeHandle {
+  readonly name: string;
+  readonly engine: PostgresEngine;
+  role(): Promise<Role>;
+  stop(): Promise<void>;
+}
+
+/** Finds the node in the config, or throws a UsageError naming the known nodes. */
+export function findDbNode(config: ResolvedConfig, name: string): DbNodeConfig {
+  if (!config.database) throw new UsageError(`db: the config (${config.source}) has no database section`);
+  const node = config.database.nodes.find((n) => n.name === name);
+  if (!node)
+    throw new UsageError(
+      `db: no database node named "${name}" (known: ${config.database.nodes.map((n) => n.name).join(', ')})`,
+    );
+  return node;
+}
+
+/** The node's PostgreSQL data directory under the Tandem data dir. */
+export function nodeDataDir(config: ResolvedConfig, node: string): string {
+  return join(config.paths.dataDir, 'db', node);
+}
+
+export async function startDbNode(
+  config: ResolvedConfig,
+  name: string,
+  log: Logger,
+  progress: Progress,
+): Promise<DbNodeHandle> {
+  const node = findDbNode(config, name);
+  const db = config.database!;
+  const runAs = engineIdentity(db.runAs);
+  if (runAs) progress(`running as root: PostgreSQL will run as user "${runAs.user}"`);
+  const bins = reachableBinaries(await findPostgresBinaries(db.binDir), runAs, log);
+  const dataDir = reachableDataDir(nodeDataDir(config, name), runAs, log);
+  const dataRoot = config.paths.dataDir;
+  const secrets = {
+    superuser: ensureSecret(dataRoot, 'db-superuser'),
+    replication: ensureSecret(dataRoot, 'db-replication'),
+    app: ensureSecret(dataRoot, 'db-app'),
+  };
+  const replicas = db.nodes.filter((n) => n.name !== db.nodes.find((p) => p.role === 'primary')!.name);
+  const settings: Record<string, string> = {};
+  if (db.replication === 'sync') {
+    settings['synchronous_standby_names'] = `ANY 1 (${replicas.map((r) => `"${r.name}"`).join(', ')})`;
+    settings['synchronous_commit'] = 'on';
+  }
+  const engine = new PostgresEngine({
+    name,
+    host: node.host,
+    port: node.port,
+    dataDir,
+    bins,
+    runAs,
+    log,
+    superuserPassword: secrets.superuser,
+    replicationPassword: secrets.replication,
+    clientHosts: [...db.nodes.map((n) => n.host), ...config.servers.map((s) => s.host)],
+    settings,
+    cloneMethod: db.cloneMethod,
+  });
+
+  const primary = db.nodes.find((n) => n.role === 'primary')!;
+  if (!engine.isInitialized()) {
+    if (node.role === 'primary') {
+      await engine.initialize(progress);
+    } else {
+      progress(`waiting for the primary ${primary.name} (${primary.host}:${primary.port})`);
+      const client = await connectWhenReady(primary, secrets.superuser, 120_000);
+      try {
+        await ensureSlot(client, slotName(name));
+      } finally {
+        await client.end();
+      }
+      await engine.cloneFrom(
+        {
+          name: primary.name,
+          host: primary.host,
+          port: primary.port,
+          localDataDir: nodeDataDir(config, primary.name),
+        },
+        progress,
+      );
+    }
+  }
+  await engine.start(progress);
+  const role = await engine.role();
+  if (role === 'primary') {
+    progress('creating roles, database and replication slots');
+    const client = engine.client();
+    await client.connect();
+    try {
+      await bootstrapPrimary(client, db, name, { replication: secrets.replication, app: secrets.app });
+    } finally {
+      await client.end();
+    }
+  }
+  return { name, engine, role: () => engine.role(), stop: () => engine.stop() };
+}
+
+async function connectWhenReady(
+  node: { name: string; host: string; port: number },
+  password: string,
+  timeoutMs: number,
+): Promise<pg.Client> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new pg.Client({
+      host: node.host,
+      port: node.port,
+      user: SUPERUSER,
+      password,
+      database: 'postgres',
+      connectionTimeoutMillis: 2000,
+    });
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      if (Date.now() > deadline)
+        throw new DatabaseError(
+          `the primary ${node.name} (${node.host}:${node.port}) did not accept connections within ${timeoutMs / 1000} s: ${(err as Error).message}`,
+        );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * When running as root and the engine's user cannot execute the binaries where npm put them
+ * (a project under /root, mode 0700), a copy goes to /var/lib/tandem, once per version.
+ */
+function reachableBinaries(bins: PostgresBinaries, runAs: RunAs | undefined, log: Logger): PostgresBinaries {
+  if (canExecute(runAs, bins.postgres)) return bins;
+  const nativeDir = dirname(dirname(bins.postgres));
+  const hash = createHash('sha256').update(nativeDir).digest('hex').slice(0, 12);
+  const target = join(FALLBACK_ROOT, `postgres-${bins.major}-${hash}`);
+  if (!existsSync(join(target, 'bin', 'postgres'))) {
+    log.warn(`user ${runAs!.user} cannot run ${bins.postgres}; copying the PostgreSQL binaries to ${target}`);
+    mkdirSync(FALLBACK_ROOT, { recursive: true, mode: 0o755 });
+    cpSync(nativeDir, target, { recursive: true, verbatimSymlinks: true });
+  }
+  const moved = { ...bins, postgres: join(target, 'bin', 'postgres'), initdb: join(target, 'bin', 'initdb') };
+  if (!canExecute(runAs, moved.postgres))
+    throw new DatabaseError(
+      `user ${runAs!.user} cannot run ${moved.postgres} either; check the permissions of ${target}`,
+    );
+  return moved;
+}
+
+/**
+ * The data dir of a node, or when the engine's user cannot reach it (the project lives under a
+ * private directory like /root), a directory under /var/lib/tandem with a symlink left in its
+ * place so the state is still found under the data dir.
+ */
+function reachableDataDir(dir: string, runAs: RunAs | undefined, log: Logger): string {
+  const parent = dirname(dir);
+  mkdirSync(parent, { recursive: true, mode: 0o755 });
+  if (existsSync(dir)) {
+    try {
+      return readlinkSync(dir); // an earlier run already moved it
+    } catch {
+      // a plain directory
+    }
+  }
+  if (canUseDirectory(runAs, parent)) return dir;
+  const hash = createHash('sha256').update(dir).digest('hex').slice(0, 12);
+  const target = join(FALLBACK_ROOT, `data-${hash}`, dir.split('/').pop()!);
+  mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
+  if (!canUseDirectory(runAs, dirname(target)))
+    throw new DatabaseError(`user ${runAs!.user} can reach neither ${parent} nor ${dirname(target)}`);
+  log.warn(
+    `user ${runAs!.user} cannot reach ${parent}; the data of this node lives in ${target} (symlinked from ${dir})`,
+  );
+  if (!existsSync(dir)) symlinkSync(target, dir);
+  return target;
+}
