@@ -15,6 +15,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'show each component: state, pid, address, role (--json)',
     load: () => import('./status.js'),
   },
+  stop: {
+    summary: 'stop the stack that `tandem up` runs for this data dir',
+    load: () => import('./stop.js'),
+  },
   config: {
     summary: 'print the effective config (--check only validates)',
     load: () => import('./config.js'),
@@ -67,13 +71,24 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof TandemError) {
+      // Under `tandem up`, the orchestrator shows this message beside the component's name.
+      if (process.send && process.connected)
+        process.send({ type: 'fatal', message: err.message, code: err.code });
       process.stderr.write(`tandem: ${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {
       process.stderr.write(
         `tandem: internal error (this is a bug; please report it):\n${(err as Error)?.stack ?? String(err)}\n`,
       );
+      if (process.send && process.connected)
+        process.send({
+          type: 'fatal',
+          message: `internal error: ${(err as Error)?.message}`,
+          code: 'TANDEM_ERR_INTERNAL',
+        });
       process.exitCode = 70;
     }
+    // A component under `tandem up` must exit now, not wait for its open handles.
+    if (process.connected) process.disconnect();
   },
 );

@@ -1,1 +1,77 @@
-export async function run(_argv: string[]): Promise<number> { return 1; }
+/** `tandem status [--json]`: each component's state, pid, address and role, and server health. */
+import { loadConfig } from '../config/load.js';
+import { lockHolder, readState } from '../orchestrator/state-file.js';
+import { parse } from './args.js';
+import { formatTable } from './table.js';
+
+interface LbServerStatus {
+  name: string;
+  state: string;
+  weight: number;
+  inFlight?: number;
+  totalRequests?: number;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parse('status', argv, { json: { type: 'boolean' } });
+  const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
+  const dataDir = config.paths.dataDir;
+  const holder = lockHolder(dataDir);
+  const state = holder !== undefined ? readState(dataDir) : undefined;
+  if (!state) {
+    if (values.json) process.stdout.write(`${JSON.stringify({ running: false, dataDir }, null, 2)}\n`);
+    else process.stdout.write(`Tandem is not running for ${dataDir}. Start it with \`tandem up\`.\n`);
+    return 3;
+  }
+  const health: Record<string, LbServerStatus[]> = {};
+  for (const lb of config.loadBalancers) {
+    try {
+      const res = await fetch(`http://${lb.stats.host}:${lb.stats.port}/status`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      const body = (await res.json()) as { backends: { name: string; servers: LbServerStatus[] }[] };
+      for (const b of body.backends) health[`${lb.name} ${b.name}`] = b.servers;
+    } catch {
+      // The load balancer is down or starting: its row above says so.
+    }
+  }
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ running: true, ...state, health }, null, 2)}\n`);
+    return 0;
+  }
+  const out: string[] = [];
+  out.push(`Tandem ${state.state} (pid ${state.pid}, since ${state.startedAt}; config: ${state.config})`, '');
+  out.push(
+    formatTable(
+      ['COMPONENT', 'STATE', 'PID', 'ADDRESS', 'ROLE', 'RESTARTS'],
+      state.components.map((c) => [
+        c.id,
+        c.state,
+        String(c.pid ?? '-'),
+        c.address,
+        c.role ?? '-',
+        String(c.restarts),
+      ]),
+    ),
+  );
+  for (const r of state.remote) out.push(`  ${r.id}: on ${r.host} (not managed from here)`);
+  for (const [name, servers] of Object.entries(health)) {
+    out.push('', `Backend ${name}:`);
+    out.push(
+      formatTable(
+        ['SERVER', 'HEALTH', 'WEIGHT', 'IN FLIGHT', 'REQUESTS'],
+        servers.map((s) => [
+          s.name,
+          s.state,
+          String(s.weight),
+          String(s.inFlight ?? '-'),
+          String(s.totalRequests ?? '-'),
+        ]),
+      ),
+    );
+  }
+  const failing = state.components.filter((c) => c.lastError);
+  for (const c of failing) out.push('', `${c.id}: last error: ${c.lastError}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 0;
+}

@@ -35,7 +35,7 @@ export function onShutdown(log: Logger, stop: () => Promise<void>): void {
     stop().then(
       () => {
         log.info('stopped');
-        process.exit(0);
+        process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
       },
       (err: unknown) => {
         log.error(`stop failed: ${(err as Error).message}`);

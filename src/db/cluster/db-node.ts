@@ -107,16 +107,20 @@ export async function startDbNode(
     }
   }
   await engine.start(progress);
-  const role = await engine.role();
-  if (role === 'primary') {
-    progress('creating roles, database and replication slots');
-    const client = engine.client();
-    await client.connect();
-    try {
-      await bootstrapPrimary(client, db, name, { replication: secrets.replication, app: secrets.app });
-    } finally {
-      await client.end();
+  try {
+    if ((await engine.role()) === 'primary') {
+      progress('creating roles, database and replication slots');
+      const client = engine.client();
+      await client.connect();
+      try {
+        await bootstrapPrimary(client, db, name, { replication: secrets.replication, app: secrets.app });
+      } finally {
+        await client.end();
+      }
     }
+  } catch (err) {
+    await engine.stop(); // never leave the engine running behind a failed start
+    throw err;
   }
   return { name, engine, role: () => engine.role(), stop: () => engine.stop() };
 }
