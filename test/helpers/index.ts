@@ -1,5 +1,5 @@
 /** Shared test helpers: free ports, temp dirs, polling with a deadline, skip-or-fail. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,7 @@ export async function freePorts(n: number): Promise<number[]> {
 /** A new temp directory (mode 0755 so an unprivileged database user can reach it), removed by `cleanup`. */
 export function tempDir(prefix = 'tandem-test-'): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(path, 0o755); // mkdtemp makes it 0700
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 

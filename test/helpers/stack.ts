@@ -1,0 +1,213 @@
+/** Runs `tandem up` as a real process for end-to-end tests, and inspects what it started. */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { freePort, isAlive, waitFor } from './index.js';
+
+export const ROOT = join(import.meta.dirname, '../../..');
+export const TANDEM = join(ROOT, 'bin/tandem.js');
+
+/** `n` consecutive free ports on 127.0.0.1 (for a server's application processes). */
+export async function freePortRange(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = await freePort();
+    if (first + n > 65535) continue;
+    let ok = true;
+    for (let p = first + 1; p < first + n && ok; p++) ok = await canListen(p);
+    if (ok) return first;
+  }
+  throw new Error(`no ${n} consecutive free ports found`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+export interface StackPorts {
+  lb: number;
+  stats: number;
+  web: [number, number];
+  app: [number, number];
+  db: [number, number];
+}
+
+export async function allocatePorts(): Promise<StackPorts> {
+  const [lb, stats, w1, w2, d1, d2] = await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort()));
+  return {
+    lb: lb!,
+    stats: stats!,
+    web: [w1!, w2!],
+    app: [await freePortRange(2), await freePortRange(2)],
+    db: [d1!, d2!],
+  };
+}
+
+/** The default topology on the given ports, with fast health checks for tests. */
+export function stackConfig(
+  ports: StackPorts,
+  overrides: { restartDelay?: string } = {},
+): Record<string, unknown> {
+  const restart = { initialDelay: overrides.restartDelay ?? '500ms', maxDelay: '10s' };
+  return {
+    servers: [
+      { name: 'web-01', port: ports.web[0], app: { port: ports.app[0], processes: 2, restart } },
+      { name: 'web-02', port: ports.web[1], app: { port: ports.app[1], processes: 2, restart } },
+    ],
+    codebase: { static: join(ROOT, 'app/public'), dir: ROOT, command: ['node', 'dist/app/server.js'] },
+    loadBalancers: [
+      {
+        name: 'lb-01',
+        frontends: [{ name: 'http', port: ports.lb, backend: 'web' }],
+        stats: { port: ports.stats },
+      },
+    ],
+    backends: [
+      {
+        name: 'web',
+        balance: 'roundrobin',
+        healthCheck: { path: '/healthz', interval: '200ms', timeout: '500ms', rise: 2, fall: 2 },
+        servers: [
+          { name: 'web-01', weight: 1 },
+          { name: 'web-02', weight: 1 },
+        ],
+      },
+    ],
+    database: {
+      nodes: [
+        { name: 'web-01', port: ports.db[0], role: 'primary' },
+        { name: 'web-02', port: ports.db[1], role: 'replica' },
+      ],
+    },
+  };
+}
+
+export function writeConfig(dir: string, config: Record<string, unknown>): string {
+  const file = join(dir, 'tandem.yaml');
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+/** A running `tandem up`. */
+export class Stack {
+  readonly child: ChildProcess;
+  output = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly configFile: string,
+    readonly dataDir: string,
+  ) {
+    this.child = spawn(process.execPath, [TANDEM, 'up', '-c', configFile, '-d', dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.output += d.toString();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.output += d.toString();
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  /** Waits for "Tandem is up" (or throws with the output if it exits first). */
+  async ready(timeout = 120_000): Promise<void> {
+    let gone = false;
+    void this.exited.then(() => {
+      gone = true;
+    });
+    await waitFor(
+      'tandem up to print "Tandem is up"',
+      () => {
+        if (gone) throw new Error(`tandem up exited:\n${this.output}`);
+        return this.output.includes('Tandem is up');
+      },
+      { timeout, interval: 100 },
+    );
+  }
+
+  status(): StackStatus {
+    const r = spawnSync(
+      process.execPath,
+      [TANDEM, 'status', '--json', '-c', this.configFile, '-d', this.dataDir],
+      {
+        encoding: 'utf8',
+      },
+    );
+    return JSON.parse(r.stdout) as StackStatus;
+  }
+
+  /** Every pid the stack reported: components, database engines, application processes. */
+  pids(): number[] {
+    const s = this.status();
+    const out: number[] = [s.pid];
+    for (const c of s.components ?? []) {
+      if (c.pid) out.push(c.pid);
+      const d = c.details ?? {};
+      if (typeof d['enginePid'] === 'number') out.push(d['enginePid']);
+      if (Array.isArray(d['appPids']))
+        out.push(...(d['appPids'] as number[]).filter((p) => typeof p === 'number'));
+    }
+    return out;
+  }
+
+  /** SIGTERM and wait for exit; returns the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+
+  /** Hard cleanup for t.after: kill everything that is left. */
+  async kill(pids: number[] = []): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 30_000))]);
+    }
+    for (const pid of [...pids, ...processesMentioning(this.dataDir)]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+export interface StackStatus {
+  running: boolean;
+  pid: number;
+  state: string;
+  components: {
+    id: string;
+    state: string;
+    pid: number | null;
+    role: string | null;
+    address: string;
+    details: Record<string, unknown>;
+  }[];
+  health: Record<string, { name: string; state: string }[]>;
+}
+
+/** Pids of processes whose command line mentions `text` (e.g. a test's data dir). */
+export function processesMentioning(text: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) out.push(Number(entry));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
+}
+
+/** Pids from `pids` still alive. */
+export function alive(pids: number[]): number[] {
+  return pids.filter(isAlive);
+}
