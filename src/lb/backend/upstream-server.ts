@@ -1,0 +1,55 @@
+import { Agent } from 'node:http';
+import { formatAddress } from '../address.js';
+import type { BalancedServer } from '../balance/balancer.js';
+import type { CheckState } from '../health/health-check.js';
+
+/** What the load balancer knows about one server of a backend: address, health, counters. */
+export class UpstreamServer implements BalancedServer {
+  readonly name: string;
+  /** Name of the backend this server belongs to. */
+  readonly backend: string;
+  readonly host: string;
+  readonly port: number;
+  /** `host:port`. */
+  readonly address: string;
+  readonly weight: number;
+  readonly backup: boolean;
+  /** Health, set by the health check. Down until the first check succeeds. */
+  up = false;
+  readonly check: CheckState = {
+    lastResult: null,
+    lastError: null,
+    lastCheckAt: 0,
+    lastDurationMs: 0,
+    consecutive: 0,
+  };
+  /** Keep-alive connection pool to this server, used by the proxy. */
+  readonly agent: Agent;
+
+  /** Requests being proxied to this server right now. */
+  inFlight = 0;
+  /** Requests sent to this server (every attempt, retries included). */
+  totalRequests = 0;
+  /** Responses received from this server, indexed by status class: [1] = 1xx … [5] = 5xx. */
+  readonly responses: number[] = [0, 0, 0, 0, 0, 0];
+  /** Requests that failed on this server: connect errors, timeouts, resets. */
+  failures = 0;
+
+  constructor(opts: {
+    name: string;
+    backend: string;
+    host: string;
+    port: number;
+    weight: number;
+    backup: boolean;
+  }) {
+    this.name = opts.name;
+    this.backend = opts.backend;
+    this.host = opts.host;
+    this.port = opts.port;
+    this.address = formatAddress(opts.host, opts.port);
+    this.weight = opts.weight;
+    this.backup = opts.backup;
+    this.agent = new Agent({ keepAlive: true, scheduling: 'lifo', maxFreeSockets: 256, noDelay: true });
+  }
+}

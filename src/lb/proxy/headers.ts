@@ -1,0 +1,130 @@
+/**
+ * Header rewriting for the proxy, on Node's raw header lists (`[name, value, name, value, …]`:
+ * original case and order, repeated fields kept).
+ *
+ * Hop-by-hop fields (RFC 9110 §7.6.1) are removed in both directions: Connection, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, and every field the Connection header
+ * names (except Content-Length, which frames the message). Node handles the framing on each side.
+ */
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Lower-cased field names listed in Connection values, beyond `close` and `keep-alive`. */
+function connectionOptions(values: string[]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (const value of values) {
+    for (const token of value.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name === '' || name === 'close' || name === 'keep-alive' || name === 'content-length') continue;
+      named ??= new Set();
+      named.add(name);
+    }
+  }
+  return named;
+}
+
+function appendValue(values: string[] | undefined, value: string): string[] {
+  if (values === undefined) return [value];
+  values.push(value);
+  return values;
+}
+
+/** Removes in place from the raw list `list` every field named in `named`. Rare: unusual Connection headers only. */
+function removeNamed(list: string[], named: Set<string>): void {
+  let w = 0;
+  for (let r = 0; r < list.length; r += 2) {
+    if (named.has(list[r]!.toLowerCase())) continue;
+    list[w] = list[r]!;
+    list[w + 1] = list[r + 1]!;
+    w += 2;
+  }
+  list.length = w;
+}
+
+/**
+ * Appends to `out` the header list to send upstream for a client request: the end-to-end fields of
+ * `raw`, Host kept (`fallbackHost` when the client sent none), then `X-Forwarded-For` (the
+ * client's chain with `clientIp` appended), `X-Forwarded-Proto` and `X-Forwarded-Host` (the
+ * client's Host); values the client sent for the last two are dropped. A chunked request body goes
+ * on chunked (Node decodes it and encodes it again).
+ *
+ * Returns whether the request has a body to forward (Transfer-Encoding, or Content-Length other than 0).
+ */
+export function upstreamRequestHeaders(
+  raw: string[],
+  clientIp: string,
+  proto: string,
+  fallbackHost: string,
+  out: string[],
+): boolean {
+  let connection: string[] | undefined;
+  let chunked = false;
+  let length = false;
+  let forwardedFor: string | undefined;
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') connection = appendValue(connection, value);
+      else if (lower === 'transfer-encoding') chunked = true;
+      continue;
+    }
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    if (lower === 'host') host = value;
+    else if (lower === 'content-length') length = value.trim() !== '0';
+    out.push(name, value);
+  }
+  // Fields named in Connection go before ours are added, so they cannot hide X-Forwarded-For.
+  const named = connection && connectionOptions(connection);
+  if (named) {
+    removeNamed(out, named);
+    if (named.has('host')) host = undefined;
+    if (named.has('x-forwarded-for')) forwardedFor = undefined;
+  }
+  if (host === undefined) out.push('Host', fallbackHost);
+  out.push(
+    'X-Forwarded-For',
+    forwardedFor === undefined ? clientIp : `${forwardedFor}, ${clientIp}`,
+    'X-Forwarded-Proto',
+    proto,
+  );
+  if (host !== undefined) out.push('X-Forwarded-Host', host);
+  if (chunked) out.push('Transfer-Encoding', 'chunked');
+  return chunked || length;
+}
+
+/**
+ * The header list to send to the client for an upstream response: its end-to-end fields, plus
+ * `Connection: close` when `close` is set (the frontend is shutting down).
+ */
+export function clientResponseHeaders(raw: string[], close: boolean): string[] {
+  const out: string[] = [];
+  let connection: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') connection = appendValue(connection, raw[i + 1]!);
+      continue;
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  const named = connection && connectionOptions(connection);
+  if (named) removeNamed(out, named);
+  if (close) out.push('Connection', 'close');
+  return out;
+}
