@@ -86,11 +86,11 @@ test('the default stack: round robin, read/write split, crash and recovery, clea
     });
     assert.equal(res.status, 201, await res.clone().text());
     assert.equal(res.headers.get('x-db-node'), 'web-01 (primary)');
-    const created = (await res.json()) as { user: { id: number; name: string } };
+    const created = (await res.json()) as { id: number; name: string };
     const read = await waitFor('the new user to be listed by a replica read', async () => {
       const r = await get(`${site}/api/users`);
       const users = (JSON.parse(r.body) as { users: { id: number }[] }).users;
-      return users.some((u) => u.id === created.user.id) ? r : undefined;
+      return users.some((u) => u.id === created.id) ? r : undefined;
     });
     assert.equal(read.dbNode, 'web-02 (replica)');
     const page = await get(`${site}/`);
