@@ -10,7 +10,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`config OK (${config.source})\n`);
     return 0;
   }
-  const { source, paths, ...plain } = config;
+  const { source, paths: _paths, ...plain } = config;
   if (values.json) process.stdout.write(`${JSON.stringify({ source, ...plain }, null, 2)}\n`);
   else
     process.stdout.write(

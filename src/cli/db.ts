@@ -11,7 +11,7 @@ export async function run(argv: string[]): Promise<number | undefined> {
   if (!values.node) throw new UsageError('db: --node NAME is required (a name from database.nodes)');
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   const log = createLogger(`db:${values.node}`);
-  let handle: Awaited<ReturnType<typeof startDbNode>> | undefined;
+  let handle: Awaited<ReturnType<typeof startDbNode>> | undefined = undefined;
   onShutdown(log, async () => {
     await handle?.stop();
   });

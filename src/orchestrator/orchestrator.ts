@@ -103,9 +103,13 @@ export class Orchestrator {
       const url = `http://${lb.stats.host}:${lb.stats.port}/status`;
       const deadline = Date.now() + 60_000;
       let last = '';
+      this.events.onProgress(`lb ${lb.name}`, 'waiting for health checks to pass on every server');
       for (;;) {
         const down = await serversDown(url).catch((err: Error) => [`stats unreachable: ${err.message}`]);
-        if (down.length === 0) break;
+        if (down.length === 0) {
+          this.events.onProgress(`lb ${lb.name}`, 'every server passes its health checks');
+          break;
+        }
         const line = `waiting for health checks: ${down.join(', ')} not up yet`;
         if (line !== last) this.events.onProgress(`lb ${lb.name}`, line);
         last = line;

@@ -22,9 +22,7 @@ export type StaticHandler = (req: IncomingMessage, res: ServerResponse) => Promi
 
 /** Where a request path leads: a file to try, nothing static, or a refusal with its status. */
 type Located =
-  | { kind: 'file'; path: string }
-  | { kind: 'none' }
-  | { kind: 'refused'; status: 400 | 403; reason: string };
+  { kind: 'file'; path: string } | { kind: 'none' } | { kind: 'refused'; status: 400 | 403; reason: string };
 
 const NONE: Located = { kind: 'none' };
 const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG']);

@@ -56,6 +56,8 @@ test('the default stack: round robin, read/write split, crash and recovery, clea
       'initialising the database cluster',
       'cloning the replica',
       'starting 2 application processes',
+      'waiting for health checks',
+      'every server passes its health checks',
       'Tandem is up',
     ]) {
       assert.ok(stack.output.includes(step), `progress shows "${step}":\n${stack.output}`);
