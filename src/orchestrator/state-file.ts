@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StartupError } from '../errors.js';
+import { isProcessAlive } from '../process-alive.js';
 import type { ComponentInfo } from './supervised-component.js';
 
 export interface RunState {
@@ -55,12 +56,7 @@ export function lockHolder(dataDir: string): number | undefined {
     return undefined;
   }
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
-  }
+  return isProcessAlive(pid) ? pid : undefined;
 }
 
 export function releaseLock(dataDir: string): void {

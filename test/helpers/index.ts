@@ -71,12 +71,4 @@ export function skipUnless(t: TestContext, missing: string | undefined): boolean
   return true;
 }
 
-/** True if a process with this pid exists. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export { isProcessAlive as isAlive } from '../../src/process-alive.js';

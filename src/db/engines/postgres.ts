@@ -27,6 +27,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { DatabaseError, PortInUseError } from '../../errors.js';
+import { isProcessAlive } from '../../process-alive.js';
 import type { Logger } from '../../log.js';
 import type { PostgresBinaries } from './binaries.js';
 import type { DatabaseEngine, Progress, ReplicationSource, Role } from './engine.js';
@@ -365,7 +366,7 @@ export class PostgresEngine implements DatabaseEngine {
     const pidFile = join(this.opts.dataDir, 'postmaster.pid');
     if (!existsSync(pidFile)) return;
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+    if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid)) return;
     let cmdline = '';
     try {
       cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -378,8 +379,8 @@ export class PostgresEngine implements DatabaseEngine {
     );
     process.kill(pid, 'SIGINT');
     const deadline = Date.now() + 60_000;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    if (alive(pid)) process.kill(pid, 'SIGQUIT');
+    while (isProcessAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (isProcessAlive(pid)) process.kill(pid, 'SIGQUIT');
   }
 
   private makeDataDir(): void {
@@ -468,14 +469,6 @@ export class PostgresEngine implements DatabaseEngine {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Copies a live data directory for a base backup, skipping what the docs say to skip. */
 function copyTree(from: string, to: string, top: boolean): void {
