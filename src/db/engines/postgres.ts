@@ -469,7 +469,6 @@ export class PostgresEngine implements DatabaseEngine {
   }
 }
 
-
 /** Copies a live data directory for a base backup, skipping what the docs say to skip. */
 function copyTree(from: string, to: string, top: boolean): void {
   mkdirSync(to, { recursive: true, mode: 0o700 });
