@@ -21,10 +21,19 @@ test('mode active-passive makes every server but the first a backup', async () =
     ],
   );
   for (const s of backend.servers) s.up = true;
-  assert.equal(backend.balancer.pick()?.name, 'web-01');
-  assert.equal(backend.balancer.pick()?.name, 'web-01');
+  assert.equal(
+    backend.balancer.pick({ clientIp: '127.0.0.1', url: '/', header: () => undefined })?.name,
+    'web-01',
+  );
+  assert.equal(
+    backend.balancer.pick({ clientIp: '127.0.0.1', url: '/', header: () => undefined })?.name,
+    'web-01',
+  );
   backend.servers[0]!.up = false;
-  assert.equal(backend.balancer.pick()?.name, 'web-02');
+  assert.equal(
+    backend.balancer.pick({ clientIp: '127.0.0.1', url: '/', header: () => undefined })?.name,
+    'web-02',
+  );
   backend.destroyAgents();
 });
 

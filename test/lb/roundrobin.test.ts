@@ -1,19 +1,33 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { BalancedServer } from '../../src/lb/balance/balancer.js';
+import type { BalancedServer, PickContext } from '../../src/lb/balance/balancer.js';
 import { RoundRobinBalancer } from '../../src/lb/balance/roundrobin.js';
 
-interface S extends BalancedServer {
-  name: string;
-  up: boolean;
+/** A test server: `up` and `weight` drive the balancer's view of it. */
+class S implements BalancedServer {
+  up = true;
+  inFlight = 0;
+  constructor(
+    readonly name: string,
+    public weight: number,
+    readonly backup: boolean,
+  ) {}
+  get effectiveWeight(): number {
+    return this.weight;
+  }
+  get usable(): boolean {
+    return this.up;
+  }
 }
 
+const ctx: PickContext = { clientIp: '127.0.0.1', url: '/', header: () => undefined };
+
 function servers(spec: Array<[name: string, weight: number, backup?: boolean]>): S[] {
-  return spec.map(([name, weight, backup = false]) => ({ name, weight, backup, up: true }));
+  return spec.map(([name, weight, backup = false]) => new S(name, weight, backup));
 }
 
 function picks(b: RoundRobinBalancer<S>, n: number): string[] {
-  return Array.from({ length: n }, () => b.pick()?.name ?? '-');
+  return Array.from({ length: n }, () => b.pick(ctx)?.name ?? '-');
 }
 
 describe('smooth weighted round robin', () => {
@@ -69,7 +83,7 @@ describe('smooth weighted round robin', () => {
     );
     assert.deepEqual(picks(b, 6), ['b', 'c', 'b', 'c', 'b', 'c']);
     const none = new RoundRobinBalancer(servers([['a', 0]]));
-    assert.equal(none.pick(), undefined);
+    assert.equal(none.pick(ctx), undefined);
   });
 
   test('only servers that are up are picked; none up gives undefined', () => {
@@ -84,7 +98,7 @@ describe('smooth weighted round robin', () => {
     list[1]!.up = true;
     assert.deepEqual(new Set(picks(b, 3)), new Set(['a', 'b', 'c']));
     for (const s of list) s.up = false;
-    assert.equal(b.pick(), undefined);
+    assert.equal(b.pick(ctx), undefined);
   });
 
   test('exclude leaves one server out of a pick (retry on another server)', () => {
@@ -93,10 +107,10 @@ describe('smooth weighted round robin', () => {
       ['b', 1],
     ]);
     const b = new RoundRobinBalancer(list);
-    assert.equal(b.pick(list[0])?.name, 'b');
-    assert.equal(b.pick(list[0])?.name, 'b');
-    assert.equal(b.pick(list[1])?.name, 'a');
-    assert.equal(new RoundRobinBalancer([list[0]!]).pick(list[0]), undefined);
+    assert.equal(b.pick(ctx, list[0])?.name, 'b');
+    assert.equal(b.pick(ctx, list[0])?.name, 'b');
+    assert.equal(b.pick(ctx, list[1])?.name, 'a');
+    assert.equal(new RoundRobinBalancer([list[0]!]).pick(ctx, list[0]), undefined);
   });
 });
 

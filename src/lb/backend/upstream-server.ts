@@ -12,10 +12,21 @@ export class UpstreamServer implements BalancedServer {
   readonly port: number;
   /** `host:port`. */
   readonly address: string;
-  readonly weight: number;
+  /** Configured weight; an operator may change it at run time. */
+  weight: number;
   readonly backup: boolean;
   /** Health, set by the health check. Down until the first check succeeds. */
   up = false;
+
+  /** The weight balancers use now (see BalancedServer.effectiveWeight). */
+  get effectiveWeight(): number {
+    return this.weight;
+  }
+
+  /** May take new requests now (see BalancedServer.usable). */
+  get usable(): boolean {
+    return this.up;
+  }
   readonly check: CheckState = {
     lastResult: null,
     lastError: null,

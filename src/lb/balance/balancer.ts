@@ -5,22 +5,38 @@
 
 /** What a balancer needs to know about a server. */
 export interface BalancedServer {
-  /** Relative share of requests; 0 takes the server out of rotation. */
-  readonly weight: number;
+  readonly name: string;
   /**
    * Effective backup flag: `backup: true` in the config, or any server but the first one in a
    * backend of mode `active-passive`. Backups get traffic only when no active server can take it.
    */
   readonly backup: boolean;
-  /** Current health, as decided by the health checks. */
-  readonly up: boolean;
+  /**
+   * The weight to balance with now: the configured (or operator-set) weight, as ramped by slow
+   * start. 0 means no new requests.
+   */
+  readonly effectiveWeight: number;
+  /** May take new requests now: healthy (active and passive checks) and administratively ready. */
+  readonly usable: boolean;
+  /** Requests (or TCP connections) being served by this server right now. */
+  readonly inFlight: number;
+}
+
+/** What a balancer may look at in the request it picks a server for. */
+export interface PickContext {
+  /** The client's IP address. */
+  readonly clientIp: string;
+  /** HTTP request target (path and query); undefined in TCP mode. */
+  readonly url: string | undefined;
+  /** An HTTP request header by lowercase name; undefined in TCP mode or when absent. */
+  header(name: string): string | undefined;
 }
 
 /** Picks the server for the next request. */
 export interface Balancer<S extends BalancedServer = BalancedServer> {
   /**
-   * The next server among those eligible (up, weight > 0), or undefined when none is.
-   * `exclude` is left out of this pick, e.g. the server a retried request just failed on.
+   * The next server among those eligible (usable, effective weight > 0), or undefined when none
+   * is. `exclude` is left out of this pick, e.g. the server a retried request just failed on.
    */
-  pick(exclude?: S): S | undefined;
+  pick(ctx: PickContext, exclude?: S): S | undefined;
 }

@@ -1,4 +1,4 @@
-import type { BalancedServer, Balancer } from './balancer.js';
+import type { BalancedServer, Balancer, PickContext } from './balancer.js';
 
 /**
  * Smooth weighted round robin, as nginx does it: on every pick each eligible active server's
@@ -22,7 +22,7 @@ export class RoundRobinBalancer<S extends BalancedServer> implements Balancer<S>
     this.current = this.active.map(() => 0);
   }
 
-  pick(exclude?: S): S | undefined {
+  pick(_ctx: PickContext, exclude?: S): S | undefined {
     const active = this.active;
     const current = this.current;
     let best = -1;
@@ -30,10 +30,11 @@ export class RoundRobinBalancer<S extends BalancedServer> implements Balancer<S>
     let total = 0;
     for (let i = 0; i < active.length; i++) {
       const s = active[i]!;
-      if (!s.up || s.weight === 0 || s === exclude) continue;
-      const w = current[i]! + s.weight;
+      const weight = s.effectiveWeight;
+      if (!s.usable || weight === 0 || s === exclude) continue;
+      const w = current[i]! + weight;
       current[i] = w;
-      total += s.weight;
+      total += weight;
       if (best < 0 || w > bestWeight) {
         best = i;
         bestWeight = w;
@@ -44,7 +45,7 @@ export class RoundRobinBalancer<S extends BalancedServer> implements Balancer<S>
       return active[best];
     }
     for (const s of this.backups) {
-      if (s.up && s.weight > 0 && s !== exclude) return s;
+      if (s.usable && s.effectiveWeight > 0 && s !== exclude) return s;
     }
     return undefined;
   }

@@ -12,7 +12,9 @@ import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
+import type { PickContext } from '../balance/balancer.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { HttpPickContext } from './pick-context.js';
 
 /** Timeouts of one frontend, in milliseconds (from the load balancer's config). */
 export interface ProxyTimeouts {
@@ -53,6 +55,7 @@ class Exchange {
     readonly headers: string[],
     readonly hasBody: boolean,
     server: UpstreamServer,
+    readonly pickContext: PickContext,
   ) {
     this.server = server;
   }
@@ -112,7 +115,8 @@ export class HttpProxy {
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const server = this.backend.balancer.pick();
+    const ctx = new HttpPickContext(req);
+    const server = this.backend.balancer.pick(ctx);
     if (server === undefined) {
       this.unavailable(res);
       return;
@@ -125,7 +129,7 @@ export class HttpProxy {
       server.address,
       headers,
     );
-    const ex = new Exchange(this, req, res, headers, hasBody, server);
+    const ex = new Exchange(this, req, res, headers, hasBody, server, ctx);
     (res as Tagged<ServerResponse>)[kExchange] = ex;
     res.on('close', onClientClose);
     res.on('error', onClientError);
@@ -302,7 +306,7 @@ function onUpstreamError(this: Tagged<ClientRequest>, err: NodeJS.ErrnoException
         : describeError(err);
   const where = `backend ${server.backend}: server ${server.name}`;
   if (!ex.retried && (!ex.connected || resetOfIdleConnection(this, ex, err))) {
-    const next = proxy.backend.balancer.pick(server);
+    const next = proxy.backend.balancer.pick(ex.pickContext, server);
     if (next !== undefined) {
       proxy.log.warn(`${where} failed: ${why}; retrying on ${next.name}`);
       ex.retried = true;
