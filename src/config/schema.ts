@@ -113,6 +113,12 @@ export const backendServerSchema = z.strictObject({
     .default(1),
   /** Backup servers take traffic only when every active server is down (active-passive). */
   backup: z.boolean({ error: 'must be true or false' }).default(false),
+  /** Most requests (TCP mode: connections) this server is sent at once; unset = no limit. */
+  maxconn: z
+    .number({ error: 'must be an integer ≥ 1' })
+    .int({ error: 'must be an integer ≥ 1' })
+    .min(1, { error: 'must be an integer ≥ 1' })
+    .optional(),
 });
 
 export const backendSchema = z.strictObject({

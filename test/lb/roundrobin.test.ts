@@ -7,6 +7,7 @@ import { RoundRobinBalancer } from '../../src/lb/balance/roundrobin.js';
 class S implements BalancedServer {
   up = true;
   inFlight = 0;
+  maxConn = undefined;
   constructor(
     readonly name: string,
     public weight: number,

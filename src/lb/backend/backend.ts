@@ -30,6 +30,7 @@ export class Backend {
         port: target.port,
         weight: s.weight,
         backup: s.backup || (config.mode === 'active-passive' && i > 0),
+        maxConn: s.maxconn,
       });
     });
     this.balancer = createBalancer(config.balance, this.servers);

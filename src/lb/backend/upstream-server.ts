@@ -23,9 +23,21 @@ export class UpstreamServer implements BalancedServer {
     return this.weight;
   }
 
+  /**
+   * Operator state: `ready` (normal), `drain` (no new requests; in-flight ones finish; health
+   * checks go on), `maint` (disabled: no requests).
+   */
+  adminState: 'ready' | 'drain' | 'maint' = 'ready';
+  /** Passive health: ejected until this time (ms since the epoch); 0 when not ejected. */
+  ejectedUntil = 0;
+  /** Most requests at once (`maxconn`); undefined = no limit. */
+  readonly maxConn: number | undefined;
+
   /** May take new requests now (see BalancedServer.usable). */
   get usable(): boolean {
-    return this.up;
+    return (
+      this.up && this.adminState === 'ready' && (this.ejectedUntil === 0 || Date.now() >= this.ejectedUntil)
+    );
   }
   readonly check: CheckState = {
     lastResult: null,
@@ -53,6 +65,7 @@ export class UpstreamServer implements BalancedServer {
     port: number;
     weight: number;
     backup: boolean;
+    maxConn?: number | undefined;
   }) {
     this.name = opts.name;
     this.backend = opts.backend;
@@ -61,6 +74,7 @@ export class UpstreamServer implements BalancedServer {
     this.address = formatAddress(opts.host, opts.port);
     this.weight = opts.weight;
     this.backup = opts.backup;
+    this.maxConn = opts.maxConn;
     this.agent = new Agent({ keepAlive: true, scheduling: 'lifo', maxFreeSockets: 256, noDelay: true });
   }
 }

@@ -20,6 +20,8 @@ export interface BalancedServer {
   readonly usable: boolean;
   /** Requests (or TCP connections) being served by this server right now. */
   readonly inFlight: number;
+  /** Most requests (or connections) at once (`maxconn`); undefined = no limit. */
+  readonly maxConn: number | undefined;
 }
 
 /** What a balancer may look at in the request it picks a server for. */
