@@ -71,6 +71,13 @@ export class MissingDependencyError extends TandemError {
   }
 }
 
+/** A config reload could not be applied; the running config stays in force. */
+export class ReloadError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'TANDEM_ERR_RELOAD', 1, options);
+  }
+}
+
 /** Nothing is running where a command expected a running stack. */
 export class NotRunningError extends TandemError {
   constructor(message: string) {

@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load.js';
 import { UsageError } from '../errors.js';
 import { formatAddress } from '../lb/address.js';
 import type { HealthChange } from '../lb/health/health-check.js';
+import { adminTokenPath } from '../lb/admin/admin-token.js';
 import { findLoadBalancer, startLoadBalancer } from '../lb/load-balancer.js';
 import { createLogger } from '../log.js';
 import { onShutdown, report } from '../orchestrator/component-process.js';
@@ -14,7 +15,9 @@ import { parse } from './args.js';
 
 const USAGE = `usage: tandem lb --name NAME [-c FILE] [-d DIR]
 
-Runs the load balancer NAME of the config: its frontends, health checks and stats endpoint.`;
+Runs the load balancer NAME of the config: its frontends, health checks, stats endpoint and
+admin API. SIGHUP (or \`tandem reload\`) reads the config again and applies it without dropping
+connections; an invalid config is logged and the running one kept.`;
 
 /** Entry point of `tandem lb`. Resolves once the load balancer serves; it then runs until a signal. */
 export async function run(argv: string[]): Promise<number> {
@@ -44,10 +47,27 @@ export async function run(argv: string[]): Promise<number> {
     if (ready) report(log, { type: 'state', details: { servers: { ...states } } });
   };
 
-  const handle = await startLoadBalancer(config, name, log, { onHealthChange });
+  const handle = await startLoadBalancer(config, name, log, {
+    onHealthChange,
+    loadConfig: () => loadConfig({ file: values.config, dataDir: values['data-dir'] }),
+  });
   onShutdown(log, () => handle.close());
+  // SIGHUP, as nginx and HAProxy take it (and as `tandem up` forwards it): read the config again
+  // and apply it without dropping a connection. The reloader logs the outcome either way.
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the config');
+    handle.reload().then(
+      () => {
+        for (const key of Object.keys(states)) delete states[key];
+        for (const b of handle.status().backends)
+          for (const s of b.servers) states[`${b.name}/${s.name}`] = s.state;
+        report(log, { type: 'state', details: { servers: { ...states } } });
+      },
+      (err: Error) => log.debug(`reload not applied: ${err.message}`),
+    );
+  });
   ready = true;
-  const frontends = lb.frontends.map((f) => `http://${formatAddress(f.host, f.port)}`);
+  const frontends = lb.frontends.map((f) => `${f.mode}://${formatAddress(f.host, f.port)}`);
   const stats = `http://${formatAddress(lb.stats.host, lb.stats.port)}/status`;
   report(log, {
     type: 'ready',
@@ -55,6 +75,10 @@ export async function run(argv: string[]): Promise<number> {
     details: { frontends: Object.fromEntries(lb.frontends.map((f, i) => [f.name, frontends[i]])), stats },
   });
   log.info(`stats on ${stats}`);
+  const tokenFrom = lb.admin.token
+    ? 'loadBalancers[].admin.token'
+    : adminTokenPath(config.paths.dataDir, name);
+  log.info(`admin API on http://${formatAddress(lb.admin.host, lb.admin.port)}/ (token: ${tokenFrom})`);
   report(log, { type: 'state', details: { servers: { ...states } } });
   return 0;
 }

@@ -15,6 +15,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'show each component: state, pid, address, role (--json)',
     load: () => import('./status.js'),
   },
+  cluster: {
+    summary: 'run the database cluster manager: failover and switchover',
+    load: () => import('./cluster.js'),
+  },
   stop: {
     summary: 'stop the stack that `tandem up` runs for this data dir',
     load: () => import('./stop.js'),
@@ -24,11 +28,18 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     load: () => import('./config.js'),
   },
   lb: { summary: 'run one load balancer (--name lb-01)', load: () => import('./lb.js') },
+  reload: {
+    summary: 'apply a changed config to the running load balancers, dropping no connection',
+    load: () => import('./reload.js'),
+  },
   server: {
     summary: 'run one server: web server + application server (--name web-01)',
     load: () => import('./server.js'),
   },
-  db: { summary: 'run one database node (--node web-01)', load: () => import('./db.js') },
+  db: {
+    summary: 'run one database node (--node web-01); `db status`, `db switchover [--to NODE]`',
+    load: () => import('./db.js'),
+  },
 };
 
 function usage(): string {

@@ -30,7 +30,10 @@ export async function run(argv: string[]): Promise<number | undefined> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGHUP', () => stop('SIGHUP'));
+  // SIGHUP reloads, as for nginx and HAProxy: each load balancer reads the config again.
+  process.on('SIGHUP', () => {
+    for (const id of orchestrator.reload()) out(`${id.padEnd(width)} SIGHUP: reloading the config`);
+  });
 
   await orchestrator.up();
   if (stopping) {

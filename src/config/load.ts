@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { withDatabaseEndpoints } from './db-endpoints.js';
 import { DEFAULT_CONFIG } from './defaults.js';
 import { configSchema, type TandemConfig } from './schema.js';
 
@@ -92,7 +93,7 @@ function readYaml(file: string): unknown {
 
 /** Validates a parsed config object. Exported for tests and for `tandem config --check`. */
 export function validateConfig(raw: unknown, source = 'config'): TandemConfig {
-  const result = configSchema.safeParse(raw, { reportInput: true });
+  const result = configSchema.safeParse(withDatabaseEndpoints(raw), { reportInput: true });
   if (!result.success) throw new ConfigError(source, result.error.issues.map(formatIssue));
   const problems = crossCheck(result.data);
   if (problems.length > 0) throw new ConfigError(source, problems);
@@ -203,8 +204,10 @@ function crossCheck(c: TandemConfig): string[] {
   const backendNames = new Set(c.backends.map((b) => b.name));
   c.backends.forEach((b, i) => {
     unique(b.servers, `backends[${i}].servers`);
+    problems.push(...hashOnProblems(b, i));
     b.servers.forEach((s, j) => {
-      if (!serverNames.has(s.name))
+      // A server with its own `address` (a database node behind a TCP frontend) needs no entry in servers.
+      if (s.address === undefined && !serverNames.has(s.name))
         problems.push(
           `backends[${i}].servers[${j}].name: no server named "${s.name}" in servers (known: ${[...serverNames].join(', ')})`,
         );
@@ -241,6 +244,7 @@ function crossCheck(c: TandemConfig): string[] {
       claim(f.host, f.port, `loadBalancers[${i}].frontends[${j}].port`);
     });
     claim(lb.stats.host, lb.stats.port, `loadBalancers[${i}].stats.port`);
+    claim(lb.admin.host, lb.admin.port, `loadBalancers[${i}].admin.port`);
   });
   c.servers.forEach((s, i) => {
     claim(s.host, s.port, `servers[${i}].port`);
@@ -252,8 +256,27 @@ function crossCheck(c: TandemConfig): string[] {
   });
   c.database?.nodes.forEach((n, i) => {
     claim(n.host, n.port, `database.nodes[${i}].port`);
+    const api = n.apiPort ?? n.port + 10000;
+    if (api > 65535) problems.push(`database.nodes[${i}].apiPort: port + 10000 exceeds 65535; set apiPort`);
+    else claim(n.host, api, `database.nodes[${i}].apiPort`);
   });
   return problems;
+}
+
+/** `balance: hash` needs `hashOn`, a header or cookie its name; `hashOn` goes with `balance: hash` only. */
+function hashOnProblems(b: TandemConfig['backends'][number], i: number): string[] {
+  const where = `backends[${i}].hashOn`;
+  const on = b.hashOn;
+  if (on === undefined)
+    return b.balance === 'hash'
+      ? [`${where}: is required with balance: hash (like hashOn: { type: header, name: X-User-Id })`]
+      : [];
+  if (b.balance !== 'hash') return [`${where}: only applies to balance: hash (balance is ${b.balance})`];
+  if (on.type !== 'uri' && on.name === undefined)
+    return [`${where}.name: is required with hashOn.type: ${on.type}`];
+  if (on.type === 'uri' && on.name !== undefined)
+    return [`${where}.name: not used with hashOn.type: uri (the path is hashed)`];
+  return [];
 }
 
 function deepFreeze<T>(value: T): T {

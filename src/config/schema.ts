@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { parseHostPort } from './host-port.js';
 
 const name = z.string({ error: 'must be a string' }).regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
   error: 'must be a name of lowercase letters, digits and dashes (like web-01)',
@@ -43,6 +44,56 @@ function duration(def: number, min = 0) {
       }
       return ms;
     });
+}
+
+/** A duration in milliseconds with no default of its own (undefined when absent). */
+function optionalDuration(min = 0) {
+  return duration(Number.NaN, min).transform((ms) => (Number.isNaN(ms) ? undefined : ms));
+}
+
+/**
+ * HTTP status codes and ranges: `200`, `"200-399"`, `"200,204"` or a list of those; normalised to
+ * one string like `"200,204,300-399"` (the form the health check reads back).
+ */
+function statusList(def: string) {
+  const message = (got: unknown) =>
+    `must be HTTP status codes or ranges like 200-399, or a list of them (got ${JSON.stringify(got)})`;
+  return z
+    .unknown()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return def;
+      const items = (Array.isArray(value) ? (value as unknown[]) : [value]).flatMap((item) =>
+        typeof item === 'string' ? item.split(',') : [item],
+      );
+      const out: string[] = [];
+      for (const item of items) {
+        const text = typeof item === 'number' ? String(item) : typeof item === 'string' ? item.trim() : '';
+        const m = /^([1-5]\d\d)(?:\s*-\s*([1-5]\d\d))?$/.exec(text);
+        if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) {
+          ctx.addIssue({ code: 'custom', message: message(item) });
+          return z.NEVER;
+        }
+        out.push(m[2] === undefined ? m[1]! : `${m[1]}-${m[2]}`);
+      }
+      if (out.length === 0) {
+        ctx.addIssue({ code: 'custom', message: message(value) });
+        return z.NEVER;
+      }
+      return out.join(',');
+    });
+}
+
+/** Why `/pattern/flags` is not a valid regular expression; undefined for a valid one or plain text. */
+function regexProblem(value: string): string | undefined {
+  const m = /^\/(.+)\/([a-z]*)$/s.exec(value);
+  if (!m) return undefined;
+  try {
+    new RegExp(m[1]!, m[2]);
+    return undefined;
+  } catch (err) {
+    return `must be a valid regular expression: ${(err as Error).message}`;
+  }
 }
 
 function count(def: number, min: number, max = 1_000_000) {
@@ -98,6 +149,36 @@ export const healthCheckSchema = z
     rise: count(2, 1, 100),
     /** Consecutive failures that take an up server down. */
     fall: count(3, 1, 100),
+    /** `http`: a request, judged by status (and body); `tcp`: a connection that opens passes. */
+    type: z.enum(['http', 'tcp'], { error: 'must be http or tcp' }).default('http'),
+    /** HTTP method of the check request. */
+    method: z
+      .string({ error: 'must be an HTTP method like GET or HEAD' })
+      .regex(/^[A-Z][A-Z0-9_-]{0,19}$/, { error: 'must be an HTTP method in capitals, like GET or HEAD' })
+      .default('GET'),
+    /** Statuses that pass: codes and ranges (`200-399`, `[200, 204, "300-302"]`), kept as `200,204,300-302`. */
+    expectStatus: statusList('200-399'),
+    /** When set, the body must contain this text, or match it when written as a regex `/.../flags`. */
+    expectBody: z
+      .string({ error: 'must be a text to find, or a regular expression like "/ok|ready/"' })
+      .min(1, { error: 'must not be empty' })
+      .superRefine((value, ctx) => {
+        const problem = regexProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    /** Time between checks while a server is changing state (like HAProxy's `fastinter`); default: `interval`. */
+    fastInterval: optionalDuration(10),
+    /** Time between checks while a server is down (like HAProxy's `downinter`); default: `interval`. */
+    downInterval: optionalDuration(10),
+  })
+  .superRefine((hc, ctx) => {
+    if (hc.type === 'http' && hc.method === 'HEAD' && hc.expectBody !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['expectBody'],
+        message: 'cannot be checked with method HEAD (a HEAD response has no body)',
+      });
   })
   .prefault({});
 
@@ -119,17 +200,116 @@ export const backendServerSchema = z.strictObject({
     .int({ error: 'must be an integer ≥ 1' })
     .min(1, { error: 'must be an integer ≥ 1' })
     .optional(),
+  /**
+   * `host:port` to reach instead of the named server's web server (e.g. a PostgreSQL node behind a
+   * TCP frontend); when set, `name` need not be in `servers`.
+   */
+  address: z
+    .string({ error: 'must be host:port, like 10.0.0.5:5432 or [::1]:5432' })
+    .refine((v) => parseHostPort(v) !== undefined, {
+      error: 'must be host:port, like 10.0.0.5:5432 or [::1]:5432',
+    })
+    .optional(),
+  /** Port the health check connects to instead of the server's (HAProxy `check port`). */
+  checkPort: port.optional(),
+  /** Path this server's HTTP check requests instead of the backend's `healthCheck.path`. */
+  checkPath: z
+    .string({ error: 'must be a path like /healthz' })
+    .startsWith('/', { error: 'must be a path starting with /' })
+    .optional(),
 });
+
+/** Passive health (outlier detection, like Envoy's): the proxy's own failures eject a server for a while. */
+export const passiveHealthSchema = z
+  .strictObject({
+    /** Connection errors and timeouts in a row that eject a server; 0: never. */
+    consecutiveErrors: count(5, 0, 1000),
+    /** 5xx answers (or connection errors) in a row that eject a server; 0: never. */
+    consecutive5xx: count(0, 0, 1000),
+    /** The first ejection lasts this long; each ejection in a row lasts this much longer. */
+    baseEjectionTime: duration(10_000, 1),
+    /** The longest an ejection lasts. */
+    maxEjectionTime: duration(300_000, 1),
+    /** Never eject more than this percentage of a backend's servers at once. */
+    maxEjectedPercent: count(50, 0, 100),
+  })
+  .prefault({});
+
+/** An HTTP field name or cookie name (an RFC 9110 token). */
+const httpToken = (what: string) =>
+  z.string({ error: `must be a ${what}` }).regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, {
+    error: `must be a ${what} (letters, digits and !#$%&'*+-.^_\`|~)`,
+  });
+
+/** What `balance: hash` hashes (consistent hashing): the request path, a header or a cookie. */
+export const hashOnSchema = z.strictObject({
+  /** `uri`: the path without the query string; `header` / `cookie`: the value of the one named `name`. */
+  type: z.enum(['uri', 'header', 'cookie'], { error: 'must be uri, header or cookie' }),
+  /** Header or cookie name (required for those types). */
+  name: httpToken('header or cookie name').optional(),
+});
+
+/** Sticky sessions by a cookie the load balancer inserts (HAProxy `cookie NAME insert indirect`). */
+export const stickyCookieSchema = z.strictObject({
+  /** Cookie name. */
+  name: httpToken('cookie name').default('TANDEMSRV'),
+  /** Max-Age of the cookie; unset: a session cookie. */
+  maxAge: optionalDuration(1000),
+});
+
+const balanceNames = ['roundrobin', 'static-rr', 'leastconn', 'first', 'source', 'hash', 'random'] as const;
 
 export const backendSchema = z.strictObject({
   name,
+  /**
+   * What happens to established connections of a server its health checks mark down: `none`
+   * (they finish), or `shutdown-sessions` (closed at once; TCP mode, like HAProxy's
+   * `on-marked-down shutdown-sessions`).
+   */
+  onMarkedDown: z
+    .enum(['none', 'shutdown-sessions'], { error: 'must be none or shutdown-sessions' })
+    .default('none'),
+  /**
+   * When an active server comes up: `none`, or `shutdown-backup-sessions` (the backups' established
+   * connections are closed so their clients come back to it; TCP mode, like HAProxy's
+   * `on-marked-up shutdown-backup-sessions`).
+   */
+  onMarkedUp: z
+    .enum(['none', 'shutdown-backup-sessions'], { error: 'must be none or shutdown-backup-sessions' })
+    .default('none'),
   /** Distribution algorithm. */
-  balance: z.enum(['roundrobin'], { error: 'must be one of: roundrobin' }).default('roundrobin'),
+  balance: z
+    .enum(balanceNames, { error: `must be one of: ${balanceNames.join(', ')}` })
+    .default('roundrobin'),
+  /** For `balance: hash`: what to hash. */
+  hashOn: hashOnSchema.optional(),
   /** active-active: every healthy server takes traffic; active-passive: backups wait. */
   mode: z
     .enum(['active-active', 'active-passive'], { error: 'must be active-active or active-passive' })
     .default('active-active'),
+  /** false: the first usable backup takes the traffic; true: spread over every usable backup (HAProxy `allbackups`). */
+  allBackups: z.boolean({ error: 'must be true or false' }).default(false),
+  /** true: traffic goes back to an active server as soon as one is usable; false: keepalived's `nopreempt`. */
+  preempt: z.boolean({ error: 'must be true or false' }).default(true),
+  /** Sticky sessions by an inserted cookie; unset: none. */
+  stickyCookie: stickyCookieSchema.optional(),
   healthCheck: healthCheckSchema,
+  passiveHealth: passiveHealthSchema,
+  /** Below this percentage of healthy servers, balance over all of them, health ignored (0: never). */
+  panicThreshold: count(50, 0, 100),
+  /** A server that comes back up ramps from a small share to its full weight over this time (0: off). */
+  slowStart: duration(0),
+  /** Further attempts, each on a server not yet tried, for a request that may be sent again. */
+  retries: count(3, 0, 100),
+  /** Requests waiting while every usable server is at its `maxconn` (HAProxy's backend queue). */
+  queue: z
+    .strictObject({
+      /** Most requests waiting at once; one more is answered 503. 0: no queue. */
+      size: count(1024, 0),
+      /** A request waiting longer than this is answered 503 (HAProxy `timeout queue`). */
+      timeout: duration(5000, 1),
+    })
+    .prefault({}),
   servers: z.array(backendServerSchema, { error: 'must be a list of servers' }).min(1, {
     error: 'must list at least one server',
   }),
@@ -142,6 +322,8 @@ export const frontendSchema = z.strictObject({
   port,
   /** Name of a backend in `backends`. */
   backend: name,
+  /** `http`: an HTTP/1.1 reverse proxy (layer 7); `tcp`: each connection piped to a server (layer 4). */
+  mode: z.enum(['http', 'tcp'], { error: 'must be http or tcp' }).default('http'),
 });
 
 export const loadBalancerSchema = z.strictObject({
@@ -151,19 +333,61 @@ export const loadBalancerSchema = z.strictObject({
   frontends: z.array(frontendSchema, { error: 'must be a list of frontends' }).min(1, {
     error: 'must list at least one frontend',
   }),
-  /** Stats endpoint (JSON at /status), bound to localhost by default. */
+  /** Stats endpoint (HTML at / and /stats, JSON at /status, Prometheus at /metrics), bound to localhost by default. */
   stats: z
     .strictObject({
       host: host.default('127.0.0.1'),
       port: port.default(8404),
     })
     .prefault({}),
+  /** Admin API (JSON over HTTP, `Authorization: Bearer <token>`), bound to localhost by default. */
+  admin: z
+    .strictObject({
+      host: host.default('127.0.0.1'),
+      port: port.default(8405),
+      /** Bearer token; unset: generated once under `<dataDir>/secrets/lb-<name>-admin.token` (0600). */
+      token: z
+        .string({ error: 'must be a string of at least 16 printable characters without spaces' })
+        .regex(/^[\x21-\x7e]{16,}$/, {
+          error: 'must be a string of at least 16 printable characters without spaces',
+        })
+        .optional(),
+    })
+    .prefault({}),
   /** Time to wait for a backend connection. */
   connectTimeout: duration(5000, 1),
-  /** Time to wait for a backend's response headers (504 past it). */
+  /** Time a backend may stay silent before its response headers, from the connection or the last request body chunk sent (504 past it). */
   serverTimeout: duration(60_000, 1),
   /** Idle keep-alive connections to clients are closed after this. */
   keepAliveTimeout: duration(5000, 1),
+  /** A client's request headers must all arrive within this (HAProxy `timeout http-request`); else 408 and close. */
+  headersTimeout: duration(10_000, 1),
+  /** Idle time after which a WebSocket or other `Upgrade` tunnel, or a TCP-mode connection, is closed (HAProxy `timeout tunnel`). */
+  tunnelTimeout: duration(3_600_000, 1),
+  /** Largest request header section in bytes, request line included (nginx `large_client_header_buffers`); larger → 431. */
+  maxHeaderSize: count(16_384, 1024, 1_048_576),
+  /** Most header fields in one request; more → 431. */
+  maxHeaders: count(100, 1, 10_000),
+  /** Largest request body in bytes (nginx `client_max_body_size`); larger → 413. Unset = no limit. */
+  maxBodySize: z
+    .number({ error: 'must be an integer ≥ 0' })
+    .int({ error: 'must be an integer ≥ 0' })
+    .min(0, { error: 'must be an integer ≥ 0' })
+    .optional(),
+  /** Add an RFC 7239 `Forwarded` field (for, proto, host) to forwarded requests (HAProxy `option forwarded`). */
+  forwarded: z.boolean({ error: 'must be true or false' }).default(true),
+  /** Request id header: a valid one from the client is kept, else one is generated; sent to the server and back. false: none. */
+  requestIdHeader: z
+    .union(
+      [
+        z.literal(false),
+        z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, {
+          error: 'must be a header name like X-Request-Id, or false',
+        }),
+      ],
+      { error: 'must be a header name like X-Request-Id, or false' },
+    )
+    .default('X-Request-Id'),
 });
 
 export const dbNodeSchema = z.strictObject({
@@ -173,6 +397,8 @@ export const dbNodeSchema = z.strictObject({
   port,
   /** Role at first start; later the cluster state decides. */
   role: z.enum(['primary', 'replica'], { error: 'must be primary or replica' }),
+  /** Port of the node agent's HTTP API (role checks for the writer/reader endpoints); default port + 10000. */
+  apiPort: port.optional(),
 });
 
 export const databaseSchema = z
@@ -198,6 +424,47 @@ export const databaseSchema = z
       .default('auto'),
     /** Unprivileged system user the engine runs as when Tandem runs as root. */
     runAs: z.string({ error: 'must be a system user name' }).optional(),
+    /** Automatic failover by the cluster manager. */
+    failover: z
+      .strictObject({
+        /** Turn automatic failover off (a switchover can still be asked for). */
+        enabled: z.boolean({ error: 'must be true or false' }).default(true),
+        /** How often the manager checks every node. */
+        checkInterval: duration(500, 50),
+        /** A primary unreachable this long is replaced (at once when its engine is known to have died). */
+        timeout: duration(3000, 100),
+        /** Never promote a replica known to be more than this many bytes of WAL behind. */
+        maximumLagOnFailover: z
+          .number({ error: 'must be a number of bytes' })
+          .int({ error: 'must be an integer number of bytes' })
+          .min(0, { error: 'must be ≥ 0' })
+          .default(16 * 1024 * 1024),
+      })
+      .prefault({}),
+    /**
+     * The `writer` and `reader` endpoints: TCP frontends on a load balancer that always reach the
+     * current primary, and healthy replicas (or the primary when none qualifies).
+     */
+    endpoints: z
+      .strictObject({
+        enabled: z.boolean({ error: 'must be true or false' }).default(true),
+        /** Load balancer that serves them; default: the first one. */
+        loadBalancer: name.optional(),
+        writer: z.strictObject({ host: host.optional(), port: port.default(15400) }).prefault({}),
+        reader: z
+          .strictObject({
+            host: host.optional(),
+            port: port.default(15401),
+            /** Replicas more than this many bytes of WAL behind the primary take no reads. */
+            maxLagBytes: z
+              .number({ error: 'must be a number of bytes' })
+              .int({ error: 'must be an integer number of bytes' })
+              .min(0, { error: 'must be ≥ 0' })
+              .default(16 * 1024 * 1024),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     nodes: z.array(dbNodeSchema, { error: 'must be a list of database nodes' }).min(1, {
       error: 'must list at least one node',
     }),
@@ -241,6 +508,7 @@ export type FrontendConfig = LoadBalancerConfig['frontends'][number];
 export type BackendConfig = TandemConfig['backends'][number];
 export type BackendServerConfig = BackendConfig['servers'][number];
 export type HealthCheckConfig = BackendConfig['healthCheck'];
+export type PassiveHealthConfig = BackendConfig['passiveHealth'];
 export type DatabaseConfig = NonNullable<TandemConfig['database']>;
 export type DbNodeConfig = DatabaseConfig['nodes'][number];
 export type RestartConfig = z.output<typeof restartSchema>;

@@ -184,6 +184,12 @@ export class SupervisedComponent extends EventEmitter {
     }, delay);
   }
 
+  /** Sends `signal` to the process if it is running (ready); false otherwise. */
+  signal(signal: NodeJS.Signals): boolean {
+    if (this.child === undefined || this.state !== 'running') return false;
+    return this.child.kill(signal);
+  }
+
   /** SIGTERM, then SIGKILL after the stop timeout; resolves once the process is gone. */
   async stop(): Promise<void> {
     if (this.restartTimer) clearTimeout(this.restartTimer);

@@ -32,19 +32,28 @@ function canListen(port: number): Promise<boolean> {
 export interface StackPorts {
   lb: number;
   stats: number;
+  admin: number;
   web: [number, number];
   app: [number, number];
   db: [number, number];
+  dbApi: [number, number];
+  /** The database writer and reader endpoints on the load balancer. */
+  dbEndpoints: [number, number];
 }
 
 export async function allocatePorts(): Promise<StackPorts> {
-  const [lb, stats, w1, w2, d1, d2] = await Promise.all([1, 2, 3, 4, 5, 6].map(() => freePort()));
+  const [lb, stats, w1, w2, d1, d2, admin, a1, a2, e1, e2] = await Promise.all(
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map(() => freePort()),
+  );
   return {
     lb: lb!,
     stats: stats!,
+    admin: admin!,
     web: [w1!, w2!],
     app: [await freePortRange(2), await freePortRange(2)],
     db: [d1!, d2!],
+    dbApi: [a1!, a2!],
+    dbEndpoints: [e1!, e2!],
   };
 }
 
@@ -65,6 +74,7 @@ export function stackConfig(
         name: 'lb-01',
         frontends: [{ name: 'http', port: ports.lb, backend: 'web' }],
         stats: { port: ports.stats },
+        admin: { port: ports.admin },
       },
     ],
     backends: [
@@ -80,9 +90,11 @@ export function stackConfig(
     ],
     database: {
       nodes: [
-        { name: 'web-01', port: ports.db[0], role: 'primary' },
-        { name: 'web-02', port: ports.db[1], role: 'replica' },
+        { name: 'web-01', port: ports.db[0], apiPort: ports.dbApi[0], role: 'primary' },
+        { name: 'web-02', port: ports.db[1], apiPort: ports.dbApi[1], role: 'replica' },
       ],
+      endpoints: { writer: { port: ports.dbEndpoints[0] }, reader: { port: ports.dbEndpoints[1] } },
+      failover: { checkInterval: '200ms', timeout: '1500ms' },
     },
   };
 }

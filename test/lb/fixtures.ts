@@ -129,11 +129,16 @@ export interface ConfigOptions {
   keepAliveTimeout?: number;
   frontendPort?: number;
   statsPort?: number;
+  adminPort?: number;
 }
+
+/** The admin API token of the configs below (set, so no token file is written under the data dir). */
+export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 /** The raw (YAML-shaped) config: one load balancer lb-01 with frontend http → backend web. */
 export async function rawConfig(opts: ConfigOptions): Promise<Record<string, unknown>> {
-  const ports = await freePorts(2 + opts.servers.length);
+  // [frontend, stats, app ports…, admin]
+  const ports = await freePorts(3 + opts.servers.length);
   return {
     servers: opts.servers.map((s, i) => ({
       name: s.name,
@@ -149,6 +154,11 @@ export async function rawConfig(opts: ConfigOptions): Promise<Record<string, unk
           { name: 'http', host: '127.0.0.1', port: opts.frontendPort ?? ports[0]!, backend: 'web' },
         ],
         stats: { host: '127.0.0.1', port: opts.statsPort ?? ports[1]! },
+        admin: {
+          host: '127.0.0.1',
+          port: opts.adminPort ?? ports[2 + opts.servers.length]!,
+          token: TEST_ADMIN_TOKEN,
+        },
         connectTimeout: opts.connectTimeout ?? 1000,
         serverTimeout: opts.serverTimeout ?? 5000,
         keepAliveTimeout: opts.keepAliveTimeout ?? 5000,

@@ -16,7 +16,10 @@ export interface BalancedServer {
    * start. 0 means no new requests.
    */
   readonly effectiveWeight: number;
-  /** May take new requests now: healthy (active and passive checks) and administratively ready. */
+  /**
+   * May take new requests now: healthy (active and passive checks), administratively ready and,
+   * for the load balancer's servers, below its `maxconn` (a full server waits for a free slot).
+   */
   readonly usable: boolean;
   /** Requests (or TCP connections) being served by this server right now. */
   readonly inFlight: number;
@@ -41,4 +44,12 @@ export interface Balancer<S extends BalancedServer = BalancedServer> {
    * is. `exclude` is left out of this pick, e.g. the server a retried request just failed on.
    */
   pick(ctx: PickContext, exclude?: S): S | undefined;
+}
+
+/**
+ * May get the next request: usable, effective weight above 0, and not the server `exclude` names
+ * (the one a retried request just failed on). Every algorithm picks among these servers only.
+ */
+export function eligible(s: BalancedServer, exclude: BalancedServer | undefined): boolean {
+  return s !== exclude && s.usable && s.effectiveWeight > 0;
 }

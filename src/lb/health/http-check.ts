@@ -1,120 +1,94 @@
-import { type ClientRequest, type IncomingMessage, request } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
 import type { HealthCheckConfig } from '../../config/schema.js';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
-import type { HealthChangeListener, HealthCheck } from './health-check.js';
+import { ActiveHealthCheck } from './active-check.js';
+import { type BodyMatcher, bodyMatcher, MAX_CHECK_BODY, statusMatcher } from './expect.js';
+import type { CheckTiming, HealthChangeListener, Probe, ProbeResult, ProbeTarget } from './health-check.js';
+
+/** What an HTTP check sends and expects; `method` defaults to GET, `expectStatus` to 200-399. */
+export type HttpProbeConfig = Pick<HealthCheckConfig, 'path'> &
+  Partial<Pick<HealthCheckConfig, 'method' | 'expectStatus' | 'expectBody'>>;
 
 /**
- * Active HTTP health check of one server: `GET healthCheck.path` every `interval`, on a new
- * connection each time. A check fails on a connection error, on no response headers within
- * `timeout`, or on a status outside 200-399.
- *
- * The first result decides the initial state at once; after that `rise` successes in a row bring
- * a down server up and `fall` failures in a row take an up server down. Checks of one server never
- * overlap: the next one starts `interval` after the previous one started, and never before it ended.
+ * One HTTP check: `method path` on a new connection (`Connection: close`). It passes when the
+ * status is in `expectStatus` and, if `expectBody` is set, the body (its first 64 KiB) contains
+ * that text or matches that `/regex/`. Without `expectBody` the body is not read.
  */
-export class HttpHealthCheck implements HealthCheck {
-  readonly firstResult: Promise<void>;
-  private resolveFirst!: () => void;
-  private timer: NodeJS.Timeout | undefined;
-  private deadline: NodeJS.Timeout | undefined;
-  private current: ClientRequest | undefined;
-  private startedAt = 0;
-  private stopped = false;
+export class HttpProbe implements Probe {
+  private readonly method: string;
+  private readonly path: string;
+  private readonly statusOk: (status: number) => boolean;
+  private readonly body: BodyMatcher | undefined;
 
-  constructor(
-    private readonly server: UpstreamServer,
-    private readonly config: HealthCheckConfig,
-    private readonly onChange: HealthChangeListener,
-  ) {
-    this.firstResult = new Promise((resolve) => {
-      this.resolveFirst = resolve;
-    });
+  constructor(config: HttpProbeConfig) {
+    this.method = config.method ?? 'GET';
+    this.path = config.path;
+    this.statusOk = statusMatcher(config.expectStatus ?? '200-399');
+    this.body = config.expectBody === undefined ? undefined : bodyMatcher(config.expectBody);
   }
 
-  start(): void {
-    if (this.stopped || this.timer || this.current) return;
-    this.run();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    clearTimeout(this.deadline);
-    this.timer = undefined;
-    this.deadline = undefined;
-    const req = this.current;
-    this.current = undefined;
-    req?.destroy();
-    this.resolveFirst();
-  }
-
-  private run(): void {
-    this.timer = undefined;
-    if (this.stopped) return;
-    const { host, port, address } = this.server;
-    this.startedAt = performance.now();
-    const req = request({
-      host,
-      port,
-      method: 'GET',
-      path: this.config.path,
-      agent: false,
-      headers: { host: address, 'user-agent': 'tandem-health-check', connection: 'close' },
-    });
-    this.current = req;
-    req.on('response', (res: IncomingMessage) => {
-      const status = res.statusCode ?? 0;
-      // Only the status matters: drop the connection rather than read the body.
-      res.destroy();
-      if (status >= 200 && status < 400) this.finish(req, true, `HTTP ${status}`);
-      else this.finish(req, false, `HTTP ${status}`);
-    });
-    req.on('error', (err) => this.finish(req, false, describeError(err)));
-    this.deadline = setTimeout(() => {
-      this.finish(req, false, `timeout after ${this.config.timeout}ms`);
-    }, this.config.timeout);
-    this.deadline.unref();
-    req.end();
-  }
-
-  /** Records the outcome of `req` (once), applies rise/fall, schedules the next check. */
-  private finish(req: ClientRequest, ok: boolean, outcome: string): void {
-    if (this.current !== req) return;
-    this.current = undefined;
-    clearTimeout(this.deadline);
-    this.deadline = undefined;
-    req.destroy();
-
-    const now = performance.now();
-    const server = this.server;
-    const state = server.check;
-    const result = ok ? 'ok' : 'fail';
-    const initial = state.lastResult === null;
-    state.consecutive = state.lastResult === result ? state.consecutive + 1 : 1;
-    state.lastResult = result;
-    state.lastError = ok ? null : outcome;
-    state.lastCheckAt = Date.now();
-    state.lastDurationMs = Math.round(now - this.startedAt);
-
-    const threshold = ok ? this.config.rise : this.config.fall;
-    const changed = initial || (server.up !== ok && state.consecutive >= threshold);
-    if (changed) {
-      server.up = ok;
-      this.onChange({
-        backend: server.backend,
-        server: server.name,
-        up: server.up,
-        initial,
-        consecutive: state.consecutive,
-        reason: outcome,
+  run(target: ProbeTarget, signal: AbortSignal): Promise<ProbeResult> {
+    return new Promise((resolve) => {
+      const req = request({
+        host: target.host,
+        port: target.port,
+        method: this.method,
+        path: this.path,
+        agent: false,
+        headers: { host: target.address, 'user-agent': 'tandem-health-check', connection: 'close' },
       });
-    }
-    if (initial) this.resolveFirst();
+      let settled = false;
+      const settle = (ok: boolean, outcome: string) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        req.destroy();
+        resolve({ ok, outcome });
+      };
+      const onAbort = () => settle(false, 'aborted');
+      signal.addEventListener('abort', onAbort);
+      req.on('response', (res: IncomingMessage) => {
+        const status = res.statusCode ?? 0;
+        const outcome = `HTTP ${status}`;
+        // Without a body to match, only the status matters: the connection is dropped unread.
+        if (!this.statusOk(status) || this.body === undefined) settle(this.statusOk(status), outcome);
+        else this.readBody(res, this.body, outcome, settle);
+      });
+      req.on('error', (err) => settle(false, describeError(err)));
+      req.end();
+    });
+  }
 
-    if (this.stopped) return;
-    const delay = Math.max(0, this.config.interval - (now - this.startedAt));
-    this.timer = setTimeout(() => this.run(), delay);
-    this.timer.unref();
+  /** Reads up to MAX_CHECK_BODY bytes of the body and settles on whether they match. */
+  private readBody(
+    res: IncomingMessage,
+    matcher: BodyMatcher,
+    outcome: string,
+    settle: (ok: boolean, outcome: string) => void,
+  ): void {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const judge = () => {
+      const body = Buffer.concat(chunks).subarray(0, MAX_CHECK_BODY).toString('utf8');
+      if (matcher.test(body)) settle(true, outcome);
+      else settle(false, `${outcome}, ${matcher.mismatch}`);
+    };
+    res.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= MAX_CHECK_BODY) judge();
+    });
+    res.on('end', judge);
+    res.on('error', (err) => settle(false, describeError(err)));
+    // After 'end' this is a no-op; before it, the server cut the body short.
+    res.on('close', () => settle(false, `${outcome}, connection closed before the end of the body`));
+  }
+}
+
+/** An active health check of `server` by HTTP (see ActiveHealthCheck and HttpProbe). */
+export class HttpHealthCheck extends ActiveHealthCheck {
+  constructor(server: UpstreamServer, config: HttpProbeConfig & CheckTiming, onChange: HealthChangeListener) {
+    super(server, new HttpProbe(config), config, onChange);
   }
 }

@@ -7,6 +7,9 @@
  * names (except Content-Length, which frames the message). Node handles the framing on each side.
  */
 
+import { forwardedElement } from './forwarded.js';
+import type { RequestIdHeader } from './request-id.js';
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -49,12 +52,23 @@ function removeNamed(list: string[], named: Set<string>): void {
   list.length = w;
 }
 
+/** What a frontend adds to forwarded requests beyond `X-Forwarded-*` (one object per frontend). */
+export interface ForwardOptions {
+  /** Add an RFC 7239 `Forwarded` element (`for`, `proto`, `host`) after any the client sent. */
+  readonly forwarded: boolean;
+  /** The request id header: fields of that name from the client are replaced by the request's id. */
+  readonly requestIdHeader: RequestIdHeader | undefined;
+}
+
 /**
  * Appends to `out` the header list to send upstream for a client request: the end-to-end fields of
  * `raw`, Host kept (`fallbackHost` when the client sent none), then `X-Forwarded-For` (the
  * client's chain with `clientIp` appended), `X-Forwarded-Proto` and `X-Forwarded-Host` (the
- * client's Host); values the client sent for the last two are dropped. A chunked request body goes
- * on chunked (Node decodes it and encodes it again).
+ * client's Host); values the client sent for the last two are dropped. With `options`: a
+ * `Forwarded` field with this hop's element (the client's `Forwarded` fields stay before it, so
+ * the combined list is the client's chain followed by this hop, RFC 7239 §4), and the request id
+ * header set to `requestId`. A chunked request body goes on chunked (Node decodes it and encodes
+ * it again).
  *
  * Returns whether the request has a body to forward (Transfer-Encoding, or Content-Length other than 0).
  */
@@ -64,7 +78,10 @@ export function upstreamRequestHeaders(
   proto: string,
   fallbackHost: string,
   out: string[],
+  options?: ForwardOptions,
+  requestId?: string,
 ): boolean {
+  const idLower = requestId === undefined ? undefined : options?.requestIdHeader?.lower;
   let connection: string[] | undefined;
   let chunked = false;
   let length = false;
@@ -83,7 +100,7 @@ export function upstreamRequestHeaders(
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
       continue;
     }
-    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === idLower) continue;
     if (lower === 'host') host = value;
     else if (lower === 'content-length') length = value.trim() !== '0';
     out.push(name, value);
@@ -103,16 +120,25 @@ export function upstreamRequestHeaders(
     proto,
   );
   if (host !== undefined) out.push('X-Forwarded-Host', host);
+  if (options?.forwarded) out.push('Forwarded', forwardedElement(clientIp, proto, host));
+  if (idLower !== undefined) out.push(options!.requestIdHeader!.name, requestId!);
   if (chunked) out.push('Transfer-Encoding', 'chunked');
   return chunked || length;
 }
 
 /**
  * The header list to send to the client for an upstream response: its end-to-end fields, plus
- * `Connection: close` when `close` is set (the frontend is shutting down).
+ * `Connection: close` when `close` is set (the frontend is shutting down). With `requestIdHeader`
+ * and `requestId`: that header set to the request's id (replacing the server's).
  */
-export function clientResponseHeaders(raw: string[], close: boolean): string[] {
+export function clientResponseHeaders(
+  raw: string[],
+  close: boolean,
+  requestIdHeader?: RequestIdHeader,
+  requestId?: string,
+): string[] {
   const out: string[] = [];
+  const idLower = requestId === undefined ? undefined : requestIdHeader?.lower;
   let connection: string[] | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -121,10 +147,12 @@ export function clientResponseHeaders(raw: string[], close: boolean): string[] {
       if (lower === 'connection') connection = appendValue(connection, raw[i + 1]!);
       continue;
     }
+    if (lower === idLower) continue;
     out.push(name, raw[i + 1]!);
   }
   const named = connection && connectionOptions(connection);
   if (named) removeNamed(out, named);
+  if (idLower !== undefined) out.push(requestIdHeader!.name, requestId!);
   if (close) out.push('Connection', 'close');
   return out;
 }

@@ -1,25 +1,53 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { LbMetrics } from './metrics.js';
+import { renderStatsPage } from './stats-page.js';
 import type { LbStatus } from './status.js';
 
+const TEXT = 'text/plain; charset=utf-8';
+
 /**
- * The stats endpoint: `GET /status` answers the load balancer's status as JSON; any other path is
- * a 404, any other method a 405. Meant for operators and `tandem status`, bound to localhost by default.
+ * The stats endpoint, read-only and bound to localhost by default: `GET /` and `GET /stats` answer
+ * the HTML stats page, `GET /status` the load balancer's status as JSON (what `tandem status` and
+ * `tandem up` read), `GET /metrics` the Prometheus metrics. Any other path is a 404, any other
+ * method a 405.
  */
-export function createStatsServer(status: () => LbStatus): Server {
+export function createStatsServer(status: () => LbStatus, metrics?: LbMetrics): Server {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
-    if (path !== '/status') {
-      send(res, 404, 'text/plain; charset=utf-8', 'not found: the stats endpoint serves GET /status\n');
+    const route =
+      path === '/status'
+        ? 'json'
+        : path === '/' || path === '/stats'
+          ? 'html'
+          : path === '/metrics' && metrics
+            ? 'metrics'
+            : undefined;
+    if (route === undefined) {
+      send(
+        res,
+        404,
+        TEXT,
+        `not found: the stats endpoint serves GET / (HTML), /status (JSON)${metrics ? ' and /metrics (Prometheus)' : ''}\n`,
+      );
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
-      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed: use GET\n');
+      send(res, 405, TEXT, 'method not allowed: use GET\n');
       return;
     }
-    send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(status(), null, 2)}\n`);
+    if (route === 'json') {
+      send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(status(), null, 2)}\n`);
+    } else if (route === 'html') {
+      send(res, 200, 'text/html; charset=utf-8', renderStatsPage(status()));
+    } else {
+      metrics!.metrics().then(
+        (text) => send(res, 200, metrics!.contentType, text),
+        (err: unknown) => send(res, 500, TEXT, `cannot collect the metrics: ${(err as Error).message}\n`),
+      );
+    }
   });
-  // Status requests are short: an idle connection need not outlive a close() by long.
+  // Stats requests are short: an idle connection need not outlive a close() by long.
   server.keepAliveTimeout = 1000;
   return server;
 }

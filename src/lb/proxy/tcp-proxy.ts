@@ -1,0 +1,296 @@
+/**
+ * TCP mode (layer 4): each client connection is piped, byte for byte, to one server of the
+ * frontend's backend. Nothing is parsed, so any protocol passes (PostgreSQL, MySQL, Redis, TLS, …).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { FrontendConfig } from '../../config/schema.js';
+import type { Logger } from '../../log.js';
+import type { Backend } from '../backend/backend.js';
+import type { UpstreamServer } from '../backend/upstream-server.js';
+import type { PickContext } from '../balance/balancer.js';
+import { describeError } from '../describe-error.js';
+
+/** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
+export interface TcpProxyTimeouts {
+  /** Time to get a connection to a server; past it the next server is tried. */
+  connectTimeout: number;
+  /** A connection with no byte in either direction for this long is closed (`tunnelTimeout`). */
+  idleTimeout: number;
+}
+
+/** The PickContext of a TCP connection: the client's IP only (no URL, no headers). */
+class TcpPickContext implements PickContext {
+  readonly url = undefined;
+  constructor(readonly clientIp: string) {}
+  header(_name: string): string | undefined {
+    return undefined;
+  }
+}
+
+/** The session a client or server socket belongs to, and the server an upstream socket goes to. */
+const kSession = Symbol('tandem.tcpSession');
+const kServer = Symbol('tandem.tcpServer');
+type Tagged = Socket & { [kSession]?: TcpSession; [kServer]?: UpstreamServer };
+
+/** One client connection on its way through the proxy, over one connect attempt or several. */
+class TcpSession {
+  upstream: Tagged | undefined = undefined;
+  /** The current upstream connection is established: bytes may flow, no more redispatch. */
+  connected = false;
+  /** Connect attempts made so far. */
+  attempts = 0;
+  /** Servers whose connect failed (allocated on the first failure). */
+  tried: UpstreamServer[] | undefined = undefined;
+  /** Why the current attempt failed (set on 'error', read on 'close'). */
+  error: Error | undefined = undefined;
+  timedOut = false;
+  timer: NodeJS.Timeout | undefined = undefined;
+  /** The client socket failed or closed: the session is over, no more attempts. */
+  clientGone = false;
+
+  constructor(
+    readonly proxy: TcpProxy,
+    readonly client: Tagged,
+    readonly ctx: TcpPickContext,
+  ) {}
+}
+
+/**
+ * One frontend in TCP mode. Per client connection the backend's balancer picks a server (client IP
+ * as the only context; a server at its `maxconn` takes no new connection); the proxy connects
+ * within `connectTimeout`, and on a connect failure (refused, unreachable, timed out: nothing was
+ * forwarded yet) tries another server, up to the backend's `retries`. Then bytes flow both ways with
+ * backpressure; a half-close (FIN) from either side is passed on while the other direction keeps
+ * flowing; a reset on either side resets the other; `idleTimeout` with no byte either way closes
+ * both. No server at all: the client connection is closed at once.
+ */
+export class TcpProxy {
+  readonly server: Server;
+  /** Set by close(): no new connections. */
+  closing = false;
+  /** Open client connections. */
+  private readonly clients = new Set<Tagged>();
+
+  constructor(
+    readonly frontend: FrontendConfig,
+    /** Replaced by a config reload: each new connection uses the backend of the moment it arrives. */
+    public backend: Backend,
+    /** Replaced by a config reload: applies to connections that arrive after it. */
+    public timeouts: TcpProxyTimeouts,
+    readonly log: Logger,
+  ) {
+    // Paused: nothing is read from the client before its server connection exists, so a failed
+    // connect can go to another server with nothing lost.
+    this.server = createServer(
+      { allowHalfOpen: true, pauseOnConnect: true, noDelay: true },
+      this.onConnection,
+    );
+  }
+
+  /**
+   * Stops accepting; established connections go on for up to `graceMs`, then whatever is left is
+   * closed (both sides). Resolves once every client connection is closed.
+   */
+  close(graceMs: number): Promise<void> {
+    this.closing = true;
+    const server = this.server;
+    if (!server.listening) return Promise.resolve();
+    return new Promise((resolve) => {
+      const deadline = setTimeout(() => {
+        for (const client of this.clients) abort(client[kSession]!);
+      }, graceMs);
+      deadline.unref();
+      server.close(() => {
+        clearTimeout(deadline);
+        resolve();
+      });
+    });
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    const client = socket as Tagged;
+    if (this.closing) {
+      client.destroy();
+      return;
+    }
+    const session = new TcpSession(this, client, new TcpPickContext(client.remoteAddress ?? ''));
+    client[kSession] = session;
+    this.clients.add(client);
+    client.on('error', onClientError);
+    client.on('close', onClientClose);
+    attempt(session);
+  };
+
+  /**
+   * Closes every established connection to `server` (HAProxy `on-marked-down shutdown-sessions`):
+   * clients of a database endpoint must not keep talking to a node that lost its role.
+   * Returns how many were closed.
+   */
+  shutdownSessionsOf(server: UpstreamServer): number {
+    let closed = 0;
+    for (const client of this.clients) {
+      const session = client[kSession];
+      if (session?.connected && session.upstream?.[kServer] === server) {
+        abort(session);
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /** Forgets a closed client connection. */
+  forget(client: Tagged): void {
+    this.clients.delete(client);
+  }
+}
+
+const NONE: readonly UpstreamServer[] = [];
+
+/**
+ * The server for the session's next attempt: the balancer's pick among the usable servers not
+ * tried yet (a server at its `maxconn` is not usable). Undefined when none is left.
+ */
+function pickServer(session: TcpSession): UpstreamServer | undefined {
+  return session.proxy.backend.pickUntried(session.ctx, session.tried ?? NONE);
+}
+
+/** Connects the session to the next server, or closes the client when there is none. */
+function attempt(session: TcpSession): void {
+  const proxy = session.proxy;
+  const server = pickServer(session);
+  if (server === undefined) {
+    proxy.log.debug(
+      `frontend ${proxy.frontend.name}: no server of backend ${proxy.backend.name} can take a connection; closing the client's`,
+    );
+    session.client.destroy();
+    return;
+  }
+  session.attempts++;
+  session.error = undefined;
+  session.timedOut = false;
+  server.inFlight++;
+  server.totalConnections++;
+  const up = connect({ host: server.host, port: server.port, allowHalfOpen: true, noDelay: true }) as Tagged;
+  up[kSession] = session;
+  up[kServer] = server;
+  session.upstream = up;
+  up.once('connect', onUpstreamConnect);
+  up.on('error', onUpstreamError);
+  up.on('close', onUpstreamClose);
+  session.timer = setTimeout(onConnectTimeout, proxy.timeouts.connectTimeout, session);
+}
+
+function onConnectTimeout(session: TcpSession): void {
+  session.timer = undefined;
+  session.timedOut = true;
+  session.upstream?.destroy();
+}
+
+/** Connected: from now on bytes flow both ways and the session stays on this server. */
+function onUpstreamConnect(this: Tagged): void {
+  const session = this[kSession]!;
+  clearTimeout(session.timer);
+  session.timer = undefined;
+  if (session.clientGone) {
+    this.destroy();
+    return;
+  }
+  session.connected = true;
+  // For passive health an open connection is a good answer: it ends the server's error streak.
+  session.proxy.backend.passive.response(this[kServer]!, 200);
+  const client = session.client;
+  client.setTimeout(session.proxy.timeouts.idleTimeout);
+  client.on('timeout', onIdle);
+  // pipe() ends the destination when the source ends (a FIN is passed on) and handles backpressure.
+  client.pipe(this);
+  this.pipe(client);
+}
+
+/** No byte either way for the idle timeout: both sides are closed. */
+function onIdle(this: Tagged): void {
+  abort(this[kSession]!);
+}
+
+function onUpstreamError(this: Tagged, err: Error): void {
+  const session = this[kSession]!;
+  if (session.upstream === this) session.error = err;
+}
+
+/**
+ * An upstream connection closed. Before it was established: account the failure and try another
+ * server (or give up). After: pass a reset on to the client; a clean close needs nothing, as each
+ * direction's end was already passed on by pipe().
+ */
+function onUpstreamClose(this: Tagged, hadError: boolean): void {
+  const session = this[kSession]!;
+  const server = this[kServer]!;
+  const proxy = session.proxy;
+  server.inFlight--;
+  server.bytesIn += this.bytesWritten;
+  server.bytesOut += this.bytesRead;
+  if (session.upstream !== this) return;
+  clearTimeout(session.timer);
+  session.timer = undefined;
+  if (session.connected) {
+    if (hadError) {
+      server.failures++;
+      session.client.destroy();
+    }
+    return;
+  }
+  if (session.clientGone) return;
+  server.failures++;
+  const why = session.timedOut
+    ? `no connection within ${proxy.timeouts.connectTimeout}ms`
+    : describeError(session.error);
+  proxy.backend.passive.error(server, why);
+  const where = `backend ${server.backend}: server ${server.name}`;
+  (session.tried ??= []).push(server);
+  const retries = proxy.backend.config.retries;
+  if (session.attempts <= retries) {
+    const before = session.attempts;
+    attempt(session);
+    if (session.attempts > before) {
+      // Always another server (pickServer leaves out the tried ones): a retry is a redispatch.
+      server.retries++;
+      server.redispatches++;
+      proxy.log.warn(`${where} failed: ${why}; retrying on ${session.upstream![kServer]!.name}`);
+      return;
+    }
+  } else {
+    session.client.destroy();
+  }
+  proxy.log.warn(`${where} failed: ${why}; closing the client connection`);
+}
+
+/** A reset or write error on the client side: the client socket closes, and onClientClose resets the server side. */
+function onClientError(this: Tagged, _err: Error): void {
+  const session = this[kSession]!;
+  session.clientGone = true;
+  session.upstream?.destroy();
+}
+
+/** The client connection is over: forget it; an upstream still connecting is abandoned. */
+function onClientClose(this: Tagged, hadError: boolean): void {
+  const session = this[kSession]!;
+  session.clientGone = true;
+  session.proxy.forget(this);
+  const up = session.upstream;
+  if (up === undefined || up.destroyed) return;
+  if (hadError || !session.connected) {
+    up.destroy();
+    return;
+  }
+  // Closed cleanly: both directions are done on the client side, so the server already sent its
+  // FIN and was sent ours. Bound the time left to flush what the server has not read yet.
+  up.setTimeout(session.proxy.timeouts.idleTimeout);
+  up.once('timeout', onIdle);
+}
+
+/** Closes both sides of the session at once. */
+function abort(session: TcpSession): void {
+  clearTimeout(session.timer);
+  session.timer = undefined;
+  session.upstream?.destroy();
+  session.client.destroy();
+}

@@ -1,0 +1,300 @@
+/**
+ * TCP mode (layer 4) through real sockets: raw node:net backends behind a `mode: tcp` frontend.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { waitFor } from '../helpers/index.js';
+import { type RawBackend, rawExchange, startRawBackend, startTcpLb } from './tcp-fixtures.js';
+
+/** Per-test bound: a hang fails the test instead of blocking the suite. */
+const T = 20_000;
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Answers the first bytes of each connection with the backend's name, then ends. */
+function namer(socket: Socket, backend: RawBackend): void {
+  socket.once('data', () => socket.end(`${backend.name}\n`));
+}
+
+/** Opens a connection and waits until it is established end to end (the backend echoed a byte). */
+async function openEcho(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    socket.once('data', () => resolve());
+    socket.once('close', () => reject(new Error('closed before the echo')));
+    socket.write('.');
+  });
+  return socket;
+}
+
+test(
+  'bytes round-trip intact: 20 MiB up and echoed back down, with a half-close at the end',
+  { timeout: T },
+  async (t) => {
+    const echo = await startRawBackend(t, 'echo-a');
+    const lb = await startTcpLb(t, { servers: [{ name: 'echo-a', port: echo.port }] });
+    const payload = randomBytes(20 * 1024 * 1024);
+    const reply = await rawExchange(lb.port, payload, { end: true, timeout: 20_000 });
+    assert.equal(reply.reset, false);
+    assert.equal(reply.data.length, payload.length);
+    assert.equal(sha256(reply.data), sha256(payload));
+    assert.equal(sha256(echo.all()), sha256(payload));
+    await waitFor('the session to be accounted', () => lb.server('echo-a').inFlight === 0);
+    const s = lb.server('echo-a');
+    assert.equal(s.totalConnections, 1);
+    assert.deepEqual(s.bytes, { in: payload.length, out: payload.length });
+  },
+);
+
+test(
+  'backpressure: a client that does not read holds the server back; nothing is lost',
+  { timeout: T },
+  async (t) => {
+    const size = 48 * 1024 * 1024;
+    const payload = randomBytes(size);
+    // The server writes 64 KiB chunks as fast as its socket takes them; `flushed` counts the ones
+    // handed to the kernel.
+    let flushed = 0;
+    const backend = await startRawBackend(t, 'source', (socket) => {
+      socket.once('data', () => {
+        let offset = 0;
+        const pump = (): void => {
+          while (offset < size) {
+            const chunk = payload.subarray(offset, offset + 65536);
+            offset += chunk.length;
+            const more = socket.write(chunk, (err) => {
+              if (!err) flushed += chunk.length;
+            });
+            if (!more) {
+              socket.once('drain', pump);
+              return;
+            }
+          }
+          socket.end();
+        };
+        pump();
+      });
+    });
+    const lb = await startTcpLb(t, { servers: [{ name: 'source', port: backend.port }] });
+    const client = connect({ host: '127.0.0.1', port: lb.port });
+    t.after(() => client.destroy());
+    client.pause();
+    client.write('go');
+    let last = -1;
+    let still = 0;
+    await waitFor(
+      'the server to be held back',
+      () => {
+        still = flushed === last && flushed > 0 ? still + 1 : 0;
+        last = flushed;
+        return still >= 6;
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    // Kernel buffers on loopback hold a few MiB; a proxy that buffered in memory would take it all.
+    assert.ok(last < size / 2, `the proxy took ${last} of ${size} bytes from the server`);
+    const chunks: Buffer[] = [];
+    client.on('data', (c: Buffer) => chunks.push(c));
+    const ended = once(client, 'end');
+    client.resume();
+    await ended;
+    const got = Buffer.concat(chunks);
+    assert.equal(got.length, size);
+    assert.equal(sha256(got), sha256(payload));
+  },
+);
+
+test(
+  'half-close: the client ends its side and still gets the answer; the server ends first and still gets data',
+  { timeout: T },
+  async (t) => {
+    // Answers only after the client's FIN: how many bytes it got.
+    const counter = await startRawBackend(t, 'counter', (socket) => {
+      let n = 0;
+      socket.on('data', (c: Buffer) => (n += c.length));
+      socket.on('end', () => socket.end(`got ${n}\n`));
+    });
+    // Sends a greeting and its FIN at once, then keeps reading.
+    let lateBytes = '';
+    const greeter = await startRawBackend(t, 'greeter', (socket) => {
+      socket.end('hello\n');
+      socket.on('data', (c: Buffer) => (lateBytes += c.toString()));
+    });
+    const lbA = await startTcpLb(t, { servers: [{ name: 'counter', port: counter.port }] });
+    const reply = await rawExchange(lbA.port, Buffer.alloc(100_000, 7), { end: true });
+    assert.equal(reply.data.toString(), 'got 100000\n');
+
+    const lbB = await startTcpLb(t, { servers: [{ name: 'greeter', port: greeter.port }] });
+    const client = connect({ host: '127.0.0.1', port: lbB.port, allowHalfOpen: true });
+    t.after(() => client.destroy());
+    const closed = once(client, 'close');
+    let greeting = '';
+    client.on('data', (c: Buffer) => (greeting += c.toString()));
+    await once(client, 'end');
+    assert.equal(greeting, 'hello\n');
+    // Our side is still open: what we send now still reaches the server.
+    client.end('after your FIN\n');
+    await waitFor('the late bytes at the server', () => lateBytes === 'after your FIN\n');
+    await closed;
+  },
+);
+
+test(
+  'connections are balanced by the backend algorithm (round robin, weighted)',
+  { timeout: T },
+  async (t) => {
+    const a = await startRawBackend(t, 'tcp-a', namer);
+    const b = await startRawBackend(t, 'tcp-b', namer);
+    const c = await startRawBackend(t, 'tcp-c', namer);
+    const lb = await startTcpLb(t, {
+      servers: [
+        { name: 'tcp-a', port: a.port, weight: 2 },
+        { name: 'tcp-b', port: b.port },
+        { name: 'tcp-c', port: c.port },
+      ],
+    });
+    const order: string[] = [];
+    for (let i = 0; i < 8; i++) order.push((await rawExchange(lb.port, 'x')).data.toString().trim());
+    // Smooth weighted round robin with weights 2:1:1.
+    assert.deepEqual(order, ['tcp-a', 'tcp-b', 'tcp-c', 'tcp-a', 'tcp-a', 'tcp-b', 'tcp-c', 'tcp-a']);
+    assert.equal(lb.server('tcp-a').totalConnections, 4);
+    assert.equal(lb.server('tcp-b').totalConnections, 2);
+  },
+);
+
+test('a server its health check marks down gets no connections', { timeout: T }, async (t) => {
+  const a = await startRawBackend(t, 'tcp-a', namer);
+  const b = await startRawBackend(t, 'tcp-b', namer);
+  const lb = await startTcpLb(t, {
+    servers: [
+      { name: 'tcp-a', port: a.port },
+      { name: 'tcp-b', port: b.port },
+    ],
+  });
+  await b.stopListening();
+  await waitFor('tcp-b down', () => lb.server('tcp-b').state === 'down');
+  const before = lb.server('tcp-b');
+  for (let i = 0; i < 6; i++) assert.equal((await rawExchange(lb.port, 'x')).data.toString(), 'tcp-a\n');
+  const after = lb.server('tcp-b');
+  assert.equal(after.totalConnections, before.totalConnections, 'no connection was even attempted');
+  assert.equal(lb.server('tcp-a').totalConnections, 6);
+});
+
+test(
+  'a connect failure goes to another server; with none left the client is closed',
+  { timeout: T },
+  async (t) => {
+    const a = await startRawBackend(t, 'tcp-a', namer);
+    const b = await startRawBackend(t, 'tcp-b', namer);
+    // Checks far apart: the servers stay "up" after they stop listening.
+    const lb = await startTcpLb(t, {
+      servers: [
+        { name: 'tcp-a', port: a.port },
+        { name: 'tcp-b', port: b.port },
+      ],
+      healthCheck: { interval: 60_000 },
+    });
+    await a.stopListening();
+    for (let i = 0; i < 4; i++) assert.equal((await rawExchange(lb.port, 'x')).data.toString(), 'tcp-b\n');
+    const a1 = lb.server('tcp-a');
+    assert.ok(a1.failures >= 1);
+    assert.equal(a1.redispatches, a1.failures, 'every failed connect went to the other server');
+    assert.ok(
+      lb.log.lines.some((l) => /server tcp-a failed: connect ECONNREFUSED; retrying on tcp-b/.test(l)),
+      lb.log.lines.join('\n'),
+    );
+    await b.stopListening();
+    const reply = await rawExchange(lb.port, 'x');
+    assert.equal(reply.data.length, 0);
+    assert.equal(b.withData, 4, 'the dead servers got nothing');
+  },
+);
+
+test(
+  'maxconn: a full server gets no new connection; a free slot takes the next one',
+  { timeout: T },
+  async (t) => {
+    const a = await startRawBackend(t, 'tcp-a');
+    const b = await startRawBackend(t, 'tcp-b');
+    const lb = await startTcpLb(t, {
+      servers: [
+        { name: 'tcp-a', port: a.port, maxconn: 1 },
+        { name: 'tcp-b', port: b.port, maxconn: 1 },
+      ],
+    });
+    const first = await openEcho(lb.port);
+    const second = await openEcho(lb.port);
+    t.after(() => {
+      first.destroy();
+      second.destroy();
+    });
+    assert.equal(lb.server('tcp-a').inFlight, 1);
+    assert.equal(lb.server('tcp-b').inFlight, 1);
+    // Both full: the third client is closed without reaching any server.
+    const third = await rawExchange(lb.port, 'x');
+    assert.equal(third.data.length, 0);
+    assert.equal(lb.server('tcp-a').totalConnections + lb.server('tcp-b').totalConnections, 2);
+    first.destroy();
+    await waitFor('a free slot', () => lb.server('tcp-a').inFlight + lb.server('tcp-b').inFlight === 1);
+    const fourth = await rawExchange(lb.port, 'y', { end: true });
+    assert.equal(fourth.data.toString(), 'y');
+  },
+);
+
+test('tunnelTimeout closes a connection idle both ways; traffic keeps it open', { timeout: T }, async (t) => {
+  const echo = await startRawBackend(t, 'echo-a');
+  const lb = await startTcpLb(t, { servers: [{ name: 'echo-a', port: echo.port }], tunnelTimeout: 400 });
+  const busy = await openEcho(lb.port);
+  t.after(() => busy.destroy());
+  let busyClosed = false;
+  busy.on('close', () => (busyClosed = true));
+  let echoed = 0;
+  busy.on('data', () => echoed++);
+  const idle = rawExchange(lb.port, 'x', { timeout: 5000 });
+  // A byte every 100ms for 1.2 s, three times the timeout: the busy connection stays open.
+  for (let i = 0; i < 12; i++) {
+    busy.write('.');
+    await waitFor('the echo', () => echoed >= i + 1, { interval: 10, timeout: 2000 });
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const reply = await idle;
+  assert.equal(reply.data.toString(), 'x');
+  assert.ok(reply.ms >= 350 && reply.ms < 1100, `the idle one closed after ${reply.ms}ms`);
+  assert.equal(busyClosed, false);
+  await waitFor('the busy connection to time out once quiet', () => busyClosed, { timeout: 5000 });
+});
+
+test(
+  'close(): stops accepting, lets an open connection finish, then resets what is left',
+  { timeout: T },
+  async (t) => {
+    const echo = await startRawBackend(t, 'echo-a');
+    const lb = await startTcpLb(t, { servers: [{ name: 'echo-a', port: echo.port }], drainTimeout: 800 });
+    const finishing = await openEcho(lb.port);
+    const lingering = await openEcho(lb.port);
+    t.after(() => {
+      finishing.destroy();
+      lingering.destroy();
+    });
+    let lingeringClosed = false;
+    lingering.on('close', () => (lingeringClosed = true));
+    const closed = lb.handle.close();
+    // No new connections.
+    await assert.rejects(rawExchange(lb.port, 'x'), /ECONNREFUSED/);
+    // The open one still works.
+    const got: Buffer[] = [];
+    finishing.on('data', (c: Buffer) => got.push(c));
+    const finished = once(finishing, 'close');
+    finishing.end('still here');
+    await finished;
+    assert.equal(Buffer.concat(got).toString(), 'still here');
+    assert.equal(lingeringClosed, false);
+    await closed;
+    await waitFor('the lingering connection to be closed', () => lingeringClosed);
+    await waitFor('its server side to be closed too', () => echo.sockets.size === 0);
+  },
+);
