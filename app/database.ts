@@ -28,7 +28,7 @@ export interface DatabaseOptions {
 export type Health = 'up' | 'down';
 
 /** How long a reader that failed is tried only after the others and the writer. */
-const READER_RETRY_MS = 5000;
+const READER_RETRY_MS = 1000;
 /** Serialises schema creation across the processes of every server (any constant works). */
 const SCHEMA_LOCK_KEY = 7_236_013;
 const SCHEMA_SQL = `CREATE TABLE IF NOT EXISTS users (

@@ -1,35 +1,47 @@
-/** `tandem db --node web-01`: run one database node until SIGINT/SIGTERM. */
+/**
+ * `tandem db --node NAME`: run one database node (its agent and engine) until SIGINT/SIGTERM.
+ * `tandem db status`: roles, lag, term and the last events of the cluster.
+ * `tandem db switchover [--to NODE]`: move the primary role with no loss of acknowledged writes.
+ */
 import { loadConfig } from '../config/load.js';
-import { startDbNode } from '../db/cluster/db-node.js';
+import { NodeAgent } from '../db/cluster/node-agent.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { onShutdown, report } from '../orchestrator/component-process.js';
 import { parse } from './args.js';
 
 export async function run(argv: string[]): Promise<number | undefined> {
+  if (argv[0] === 'status') return (await import('./db-status.js')).run(argv.slice(1));
+  if (argv[0] === 'switchover') return (await import('./db-switchover.js')).run(argv.slice(1));
   const { values } = parse('db', argv, { node: { type: 'string', short: 'n' } });
-  if (!values.node) throw new UsageError('db: --node NAME is required (a name from database.nodes)');
+  if (!values.node)
+    throw new UsageError(
+      'db: --node NAME is required (a name from database.nodes); or `tandem db status`, `tandem db switchover [--to NODE]`',
+    );
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   const log = createLogger(`db:${values.node}`);
-  let handle: Awaited<ReturnType<typeof startDbNode>> | undefined = undefined;
-  onShutdown(log, async () => {
-    await handle?.stop();
-  });
-  handle = await startDbNode(config, values.node, log, (message) =>
-    report(log, { type: 'progress', message }),
+  const agent = new NodeAgent(
+    config,
+    values.node,
+    log,
+    (message) => report(log, { type: 'progress', message }),
+    {
+      onChange: (snap) =>
+        report(log, {
+          type: 'state',
+          details: { role: snap.role, enginePid: snap.enginePid, term: snap.term, activity: snap.activity },
+        }),
+    },
   );
-  handle.engine.onUnexpectedExit((description) => {
-    report(log, { type: 'fatal', message: `PostgreSQL ${description}`, code: 'TANDEM_ERR_DATABASE' });
-    process.exitCode = 1;
-    process.exit();
-  });
+  onShutdown(log, () => agent.stop());
+  await agent.start();
   const node = config.database!.nodes.find((n) => n.name === values.node)!;
-  const role = await handle.role();
+  const snap = agent.snapshot();
   report(log, {
     type: 'ready',
     address: `postgres://${node.host}:${node.port}`,
-    role,
-    details: { enginePid: handle.engine.pid, role },
+    role: snap.role ?? undefined,
+    details: { enginePid: snap.enginePid, role: snap.role, term: snap.term },
   });
-  return undefined; // keep running: the engine's child process and the signal handlers hold the loop
+  return undefined; // keep running: the agent's timer and the signal handlers hold the loop
 }

@@ -70,6 +70,21 @@ export async function run(argv: string[]): Promise<number> {
       ),
     );
   }
+  const cluster = state.components.find((c) => c.kind === 'cluster');
+  const dbNodes = cluster?.details['nodes'] as
+    { name: string; role: string; lagBytes: number | null }[] | undefined;
+  if (dbNodes) {
+    out.push(
+      '',
+      `Database cluster: term ${String(cluster!.details['term'])}, primary ${String(cluster!.details['primary'])}`,
+    );
+    out.push(
+      formatTable(
+        ['NODE', 'ROLE', 'LAG (BYTES)'],
+        dbNodes.map((n) => [n.name, n.role ?? '-', n.lagBytes === null ? '-' : String(n.lagBytes)]),
+      ),
+    );
+  }
   const failing = state.components.filter((c) => c.lastError);
   for (const c of failing) out.push('', `${c.id}: last error: ${c.lastError}`);
   process.stdout.write(`${out.join('\n')}\n`);

@@ -6,8 +6,10 @@
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { READER, WRITER } from '../config/db-endpoints.js';
 import type { ResolvedConfig } from '../config/load.js';
 import { StartupError, TandemError } from '../errors.js';
+import { readClusterState } from '../db/cluster/cluster-state.js';
 import { acquireLock, type RunState, releaseLock, writeState } from './state-file.js';
 import { SupervisedComponent } from './supervised-component.js';
 import { componentsOf, isLocalHost, STAGE_NAMES } from './topology.js';
@@ -30,7 +32,7 @@ export class Orchestrator {
     private readonly config: ResolvedConfig,
     private readonly events: OrchestratorEvents,
   ) {
-    const all = componentsOf(config);
+    const all = componentsOf(config, readClusterState(config.paths.dataDir)?.primary);
     const commonArgs = ['-d', config.paths.dataDir];
     if (config.source !== 'built-in default') commonArgs.push('-c', config.source);
     this.components = all
@@ -57,9 +59,13 @@ export class Orchestrator {
   urls(): { label: string; url: string }[] {
     const out: { label: string; url: string }[] = [];
     for (const lb of this.config.loadBalancers) {
-      for (const f of lb.frontends)
-        out.push({ label: `site (via ${lb.name})`, url: `http://${f.host}:${f.port}/` });
-      out.push({ label: `${lb.name} stats`, url: `http://${lb.stats.host}:${lb.stats.port}/status` });
+      for (const f of lb.frontends) {
+        if (f.mode === 'tcp') {
+          const what = f.name === WRITER ? 'database writer' : f.name === READER ? 'database reader' : f.name;
+          out.push({ label: `${what} (via ${lb.name})`, url: `tcp://${f.host}:${f.port}` });
+        } else out.push({ label: `site (via ${lb.name})`, url: `http://${f.host}:${f.port}/` });
+      }
+      out.push({ label: `${lb.name} stats`, url: `http://${lb.stats.host}:${lb.stats.port}/` });
     }
     return out;
   }
@@ -105,7 +111,9 @@ export class Orchestrator {
       let last = '';
       this.events.onProgress(`lb ${lb.name}`, 'waiting for health checks to pass on every server');
       for (;;) {
-        const down = await serversDown(url).catch((err: Error) => [`stats unreachable: ${err.message}`]);
+        const down = await serversDown(url, (this.config.database?.nodes.length ?? 0) > 1).catch(
+          (err: Error) => [`stats unreachable: ${err.message}`],
+        );
         if (down.length === 0) {
           this.events.onProgress(`lb ${lb.name}`, 'every server passes its health checks');
           break;
@@ -120,6 +128,14 @@ export class Orchestrator {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
+  }
+
+  /**
+   * Forwards a reload to each running load balancer (SIGHUP: it reads the config file again and
+   * applies it without dropping connections). Returns the ids of those signalled.
+   */
+  reload(): string[] {
+    return this.components.filter((c) => c.spec.kind === 'lb' && c.signal('SIGHUP')).map((c) => c.spec.id);
   }
 
   /** Stops every component, load balancers first, the primary last. */
@@ -158,8 +174,11 @@ export class Orchestrator {
   }
 }
 
-/** Names (`backend/server`) of servers a load balancer's stats report as not up. */
-export function serversDown(statsUrl: string): Promise<string[]> {
+/**
+ * Names (`backend/server`) of servers a load balancer's stats report as not up. `replicas`: the
+ * database has replicas, so the reader endpoint is only ready once one of them passes.
+ */
+export function serversDown(statsUrl: string, replicasExpected: boolean): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const req = get(statsUrl, { timeout: 2000 }, (res) => {
       let body = '';
@@ -170,12 +189,22 @@ export function serversDown(statsUrl: string): Promise<string[]> {
       res.on('end', () => {
         try {
           const status = JSON.parse(body) as {
-            backends: { name: string; servers: { name: string; state: string }[] }[];
+            backends: { name: string; servers: { name: string; state: string; backup: boolean }[] }[];
           };
           resolve(
-            status.backends.flatMap((b) =>
-              b.servers.filter((s) => s.state !== 'up').map((s) => `${b.name}/${s.name}`),
-            ),
+            status.backends.flatMap((b) => {
+              const down = b.servers.filter((s) => s.state !== 'up');
+              // The database endpoints pass on one node by design: the writer on the primary; the
+              // reader on the replicas (the primary is its fallback, not what to wait for).
+              if (b.name === WRITER)
+                return down.length < b.servers.length ? [] : [`${b.name} (no node passes the primary check)`];
+              if (b.name === READER) {
+                const replicaEntries = b.servers.filter((s) => !s.backup);
+                const want = replicasExpected && replicaEntries.length > 0 ? replicaEntries : b.servers;
+                return want.some((s) => s.state === 'up') ? [] : [`${b.name} (no replica passes its check)`];
+              }
+              return down.map((s) => `${b.name}/${s.name}`);
+            }),
           );
         } catch (err) {
           reject(err as Error);

@@ -5,7 +5,7 @@
 import { hostname, networkInterfaces } from 'node:os';
 import type { ResolvedConfig } from '../config/load.js';
 
-export type ComponentKind = 'db' | 'server' | 'lb';
+export type ComponentKind = 'db' | 'cluster' | 'server' | 'lb';
 
 export interface ComponentSpec {
   /** Unique id, e.g. `db web-01`, `server web-01`, `lb lb-01`. */
@@ -21,20 +21,47 @@ export interface ComponentSpec {
   args: string[];
 }
 
-/** Start stages: the primary, then replicas (they clone it), then servers, then load balancers. */
-export const STAGE_NAMES = ['database primary', 'database replicas', 'servers', 'load balancers'];
+/**
+ * Start stages: the primary, then replicas (they clone it), then the cluster manager, then
+ * servers, then load balancers.
+ */
+export const STAGE_NAMES = [
+  'database primary',
+  'database replicas',
+  'cluster manager',
+  'servers',
+  'load balancers',
+];
 
-export function componentsOf(config: ResolvedConfig): ComponentSpec[] {
+/**
+ * The components of the config. `primary` is the database node that is primary now (from the
+ * cluster state; after a failover it is not the one the config names), so it starts first.
+ */
+export function componentsOf(config: ResolvedConfig, primary?: string): ComponentSpec[] {
   const out: ComponentSpec[] = [];
-  for (const n of config.database?.nodes ?? []) {
+  const db = config.database;
+  const current = primary ?? db?.nodes.find((n) => n.role === 'primary')?.name;
+  for (const n of db?.nodes ?? []) {
     out.push({
       id: `db ${n.name}`,
       kind: 'db',
       name: n.name,
       host: n.host,
-      stage: n.role === 'primary' ? 0 : 1,
+      stage: n.name === current ? 0 : 1,
       address: `postgres://${n.host}:${n.port}`,
       args: ['db', '--node', n.name],
+    });
+  }
+  if (db && db.nodes.length > 1) {
+    const host = db.nodes.find((n) => n.name === current)?.host ?? '127.0.0.1';
+    out.push({
+      id: 'cluster',
+      kind: 'cluster',
+      name: 'manager',
+      host,
+      stage: 2,
+      address: `failover after ${db.failover.timeout} ms`,
+      args: ['cluster'],
     });
   }
   for (const s of config.servers) {
@@ -43,7 +70,7 @@ export function componentsOf(config: ResolvedConfig): ComponentSpec[] {
       kind: 'server',
       name: s.name,
       host: s.host,
-      stage: 2,
+      stage: 3,
       address: `http://${s.host}:${s.port}`,
       args: ['server', '--name', s.name],
     });
@@ -54,8 +81,10 @@ export function componentsOf(config: ResolvedConfig): ComponentSpec[] {
       kind: 'lb',
       name: lb.name,
       host: lb.host,
-      stage: 3,
-      address: lb.frontends.map((f) => `http://${f.host}:${f.port}`).join(' '),
+      stage: 4,
+      address: lb.frontends
+        .map((f) => `${f.mode === 'tcp' ? 'tcp' : 'http'}://${f.host}:${f.port}`)
+        .join(' '),
       args: ['lb', '--name', lb.name],
     });
   }

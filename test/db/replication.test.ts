@@ -32,6 +32,7 @@ async function cluster(cloneMethod: 'copy' | 'pg_basebackup') {
     backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
     database: {
       cloneMethod,
+      endpoints: { enabled: false }, // this test runs no load balancer
       nodes: [
         { name: 'web-01', port: p1, role: 'primary' },
         { name: 'web-02', port: p2, role: 'replica' },

@@ -22,7 +22,10 @@ test('quick start: tandem up with the built-in topology serves the demo page at 
   const ports = [
     ...DEFAULT_CONFIG.servers.flatMap((s) => [s.port, s.app.port, s.app.port + 1]),
     ...DEFAULT_CONFIG.loadBalancers.flatMap((l) => [l.stats.port, ...l.frontends.map((f) => f.port)]),
-    ...DEFAULT_CONFIG.database.nodes.map((n) => n.port),
+    ...DEFAULT_CONFIG.database.nodes.flatMap((n) => [n.port, n.port + 10000]),
+    15400, // the database writer and reader endpoints
+    15401,
+    8405, // the load balancer's admin API
   ];
   const busy: number[] = [];
   for (const p of ports) if (!(await portFree(p, '127.0.0.1'))) busy.push(p);
@@ -63,7 +66,12 @@ test('quick start: tandem up with the built-in topology serves the demo page at 
   const page = await res.text();
   assert.match(page, /<title>Users · Tandem demo<\/title>/);
   assert.match(res.headers.get('x-served-by') ?? '', /^web-0[12]$/);
-  assert.equal(res.headers.get('x-db-node'), 'web-02 (replica)');
+  // Reads go to the replica (in the first second a read may still fall back to the primary).
+  await waitFor(
+    'a page read answered by the replica',
+    async () => (await fetch(url)).headers.get('x-db-node') === 'web-02 (replica)',
+    { timeout: 10_000, interval: 200 },
+  );
 
   child.kill('SIGINT'); // what Ctrl-C sends
   assert.equal(await exited, 0, output);

@@ -243,12 +243,23 @@ test('appSupervisorOptions: command, directory and database URLs come from the c
   assert.equal(opts.basePort, appPort);
   assert.equal(opts.processes, 3);
   assert.equal(opts.env?.['TANDEM_SERVER_NAME'], 'web-01');
+  // By default the codebase goes through the load balancer's writer and reader endpoints.
+  assert.match(opts.env?.['DATABASE_WRITER_URL'] ?? '', /^postgres:\/\/app:[^@]+@127\.0\.0\.1:15400\/app$/);
+  assert.match(opts.env?.['DATABASE_READER_URLS'] ?? '', /^postgres:\/\/app:[^@]+@127\.0\.0\.1:15401\/app$/);
+  // Without the endpoints: straight to the nodes the config names primary and replica.
+  const direct = writeConfig(dir.path, {
+    webPort: webPort!,
+    appPort: appPort!,
+    databasePorts: [dbPort1!, dbPort2!],
+    databaseEndpoints: false,
+  });
+  const directOpts = appSupervisorOptions(direct, direct.servers[0]!, quiet);
   assert.match(
-    opts.env?.['DATABASE_WRITER_URL'] ?? '',
+    directOpts.env?.['DATABASE_WRITER_URL'] ?? '',
     new RegExp(`^postgres://app:[^@]+@127\\.0\\.0\\.1:${dbPort1}/app$`),
   );
   assert.match(
-    opts.env?.['DATABASE_READER_URLS'] ?? '',
+    directOpts.env?.['DATABASE_READER_URLS'] ?? '',
     new RegExp(`^postgres://app:[^@]+@127\\.0\\.0\\.1:${dbPort2}/app$`),
   );
 

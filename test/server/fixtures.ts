@@ -73,6 +73,8 @@ export interface ConfigOptions {
   restart?: { initialDelay: number; maxDelay: number; resetAfter: number };
   /** Adds a database section (nodes on these ports; nothing needs to listen there). */
   databasePorts?: [number, ...number[]];
+  /** `database.endpoints.enabled` (default true: the codebase goes through the load balancer). */
+  databaseEndpoints?: boolean;
 }
 
 /** Writes `<dir>/tandem.yaml` for server web-01 (web-02 and lb-01 exist but are never started) and loads it. */
@@ -111,6 +113,7 @@ export function writeConfig(dir: string, opts: ConfigOptions): ResolvedConfig {
               port,
               role: i === 0 ? 'primary' : 'replica',
             })),
+            endpoints: { enabled: opts.databaseEndpoints ?? true },
           },
         }
       : {}),

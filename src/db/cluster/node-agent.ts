@@ -1,0 +1,407 @@
+/**
+ * The agent of one database node (`tandem db --node NAME`): it owns the engine process and makes
+ * the node follow the cluster state the manager writes.
+ *
+ * - First start: a new primary (initdb) if the state names this node primary, else a replica
+ *   cloned from the state's primary.
+ * - A former primary (its data is a primary's, the state names another node) never starts as a
+ *   primary again: it is rewound (pg_rewind) or re-cloned and starts as a replica. This is the
+ *   fencing that keeps a returning old primary from taking writes.
+ * - While running it watches the state: a new term with another primary makes a primary demote
+ *   itself and a replica follow the new primary; a switchover asks the primary to stop cleanly.
+ * - When the engine dies: a replica is restarted; a primary waits for the manager's decision (a
+ *   failover, or a restart in place when no replica can take over or no manager runs).
+ */
+import type { ResolvedConfig } from '../../config/load.js';
+import type { DbNodeConfig } from '../../config/schema.js';
+import { DatabaseError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Progress, ReplicationSource, Role } from '../engines/engine.js';
+import { type PostgresEngine, slotName } from '../engines/postgres.js';
+import { type AgentApi, startAgentApi } from './agent-api.js';
+import { bootstrapPrimary, ensureSlot } from './bootstrap.js';
+import {
+  type ClusterState,
+  type NodeActivity,
+  initClusterState,
+  lsnDiff,
+  managerAlive,
+  readClusterState,
+  writeNodeReport,
+} from './cluster-state.js';
+import { connectWhenReady, createNodeEngine, findDbNode, nodeDataDir } from './db-node.js';
+import { pgClient } from '../pg-client.js';
+import { SUPERUSER } from '../engines/postgres.js';
+
+/** The current WAL position of a primary. */
+async function queryLsn(node: DbNodeConfig, password: string): Promise<string | null> {
+  const client = pgClient({
+    host: node.host,
+    port: node.port,
+    user: SUPERUSER,
+    password,
+    database: 'postgres',
+    connectionTimeoutMillis: 500,
+  });
+  await client.connect();
+  try {
+    return (
+      (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn ?? null
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+/** Time a replica gets to stream from a new primary before it is rewound. */
+const FOLLOW_GRACE_MS = 10_000;
+
+export interface NodeAgentOptions {
+  /** Serve the HTTP API used by the writer/reader endpoints' checks (default true). */
+  api?: boolean;
+  /** How often the agent reads the cluster state (ms). */
+  watchInterval?: number;
+  /** Called when the agent's activity, role, term or engine pid changes. */
+  onChange?: (snapshot: ReturnType<NodeAgent['snapshot']>) => void;
+}
+
+export class NodeAgent {
+  readonly name: string;
+  private readonly node: DbNodeConfig;
+  private engineRef: PostgresEngine | undefined;
+  private secrets: { superuser: string; replication: string; app: string } | undefined;
+  /** The term this node follows. */
+  term = 0;
+  private activity: NodeActivity = 'starting';
+  private message: string | null = null;
+  private stopLsn: string | null = null;
+  private runningRole: Role | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  private stopped = false;
+  private engineDied = false;
+  private diedAt = 0;
+  private api: AgentApi | undefined;
+  private lastSnapshot = '';
+  private lagCache: { at: number; value: number | null } = { at: 0, value: null };
+  /** Set after following a new primary: by then the replica must stream from it. */
+  private followDeadline = 0;
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    name: string,
+    private readonly log: Logger,
+    private readonly progress: Progress,
+    private readonly opts: NodeAgentOptions = {},
+  ) {
+    this.name = name;
+    this.node = findDbNode(config, name);
+  }
+
+  get engine(): PostgresEngine {
+    if (!this.engineRef) throw new DatabaseError(`${this.name}: the engine is not set up yet`);
+    return this.engineRef;
+  }
+
+  /** The role the engine runs as (asks it). */
+  role(): Promise<Role> {
+    return this.engine.role();
+  }
+
+  /**
+   * Bytes of WAL this replica has yet to replay to be where the primary is (null when either is
+   * unreachable). Cached for a quarter second: the load balancer asks often.
+   */
+  async lagBytes(): Promise<number | null> {
+    if (Date.now() - this.lagCache.at < 250) return this.lagCache.value;
+    let value: number | null = null;
+    try {
+      const state = readClusterState(this.dataRoot);
+      if (state && state.primary !== this.name) {
+        const primary = findDbNode(this.config, state.primary);
+        const [mine, theirs] = await Promise.all([
+          this.engine.walPosition(),
+          queryLsn(primary, this.secrets!.superuser),
+        ]);
+        value = lsnDiff(theirs, mine.replayLsn);
+      }
+    } catch {
+      value = null; // the primary or this node is unreachable: unknown lag
+    }
+    this.lagCache = { at: Date.now(), value };
+    return value;
+  }
+
+  /** What the agent knows, for its API and reports. */
+  snapshot() {
+    return {
+      name: this.name,
+      activity: this.activity,
+      role: this.runningRole,
+      term: this.term,
+      enginePid: this.engineRef?.pid ?? null,
+      message: this.message,
+    };
+  }
+
+  private get dataRoot(): string {
+    return this.config.paths.dataDir;
+  }
+
+  /** Brings the node up in the role the cluster state gives it. */
+  async start(): Promise<void> {
+    const db = this.config.database!;
+    const configPrimary = db.nodes.find((n) => n.role === 'primary')!.name;
+    const state = readClusterState(this.dataRoot) ?? initClusterState(this.dataRoot, configPrimary);
+    const { engine, secrets } = await createNodeEngine(this.config, this.name, this.log, this.progress);
+    this.engineRef = engine;
+    this.secrets = secrets;
+    engine.onUnexpectedExit((why) => this.onEngineDied(why));
+    if (this.opts.api !== false) this.api = await startAgentApi(this, this.config, this.node, this.log);
+    await this.bringUp(state);
+    this.timer = setInterval(() => void this.watch(), this.opts.watchInterval ?? 250);
+  }
+
+  /** Initialise / clone / rejoin as needed, then start the engine and report. */
+  private async bringUp(state: ClusterState): Promise<void> {
+    const engine = this.engine;
+    const me = this.name;
+    const primary = this.source(state.primary);
+    if (!engine.isInitialized()) {
+      if (state.primary === me) {
+        if (state.term > 1)
+          throw new DatabaseError(
+            `${me}: the cluster state (term ${state.term}) names this node primary, but its data directory ` +
+              `${nodeDataDir(this.config, me)} is empty. Restore it, or ask for a switchover to another node.`,
+          );
+        this.setActivity('starting');
+        await engine.initialize(this.progress);
+      } else {
+        this.setActivity('cloning');
+        await this.waitForPrimary(primary);
+        await engine.cloneFrom(primary, this.progress);
+      }
+    } else if (state.primary !== me && !engine.isStandbyOnDisk()) {
+      // A former primary: it must not come back as a second primary.
+      this.setActivity('rejoining', `the primary is now ${state.primary} (term ${state.term})`);
+      this.progress(
+        `this node was primary; ${state.primary} is primary now (term ${state.term}): rejoining as a replica`,
+      );
+      await this.waitForPrimary(primary);
+      await engine.rejoin(primary, this.progress);
+    } else if (state.primary !== me) {
+      engine.configureStandby(primary); // follow whoever is primary now
+    }
+    await engine.start(this.progress);
+    try {
+      let role = await engine.role();
+      if (state.primary === me && role === 'replica') {
+        this.progress('the cluster state names this node primary: promoting');
+        await engine.promote();
+        role = 'primary';
+      }
+      if (role === 'primary') {
+        this.progress('creating roles, database and replication slots');
+        const client = engine.client();
+        await client.connect();
+        try {
+          await bootstrapPrimary(client, this.config.database!, me, {
+            replication: this.secrets!.replication,
+            app: this.secrets!.app,
+          });
+        } finally {
+          await client.end();
+        }
+      }
+      this.runningRole = role;
+    } catch (err) {
+      await engine.stop(); // never leave the engine running behind a failed start
+      throw err;
+    }
+    this.term = state.term;
+    this.engineDied = false;
+    this.stopLsn = null;
+    this.setActivity('running');
+  }
+
+  private source(name: string): ReplicationSource {
+    const n = findDbNode(this.config, name);
+    return { name, host: n.host, port: n.port, localDataDir: nodeDataDir(this.config, name) };
+  }
+
+  private async waitForPrimary(primary: ReplicationSource): Promise<void> {
+    this.progress(`waiting for the primary ${primary.name} (${primary.host}:${primary.port})`);
+    const client = await connectWhenReady(primary, this.secrets!.superuser, 120_000);
+    try {
+      await ensureSlot(client, slotName(this.name));
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** One look at the cluster state; acts on a change. Never overlaps itself. */
+  private async watch(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      const state = readClusterState(this.dataRoot);
+      if (state) await this.follow(state);
+      this.report();
+    } catch (err) {
+      this.message = (err as Error).message;
+      this.log.error(`${this.name}: ${(err as Error).message}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async follow(state: ClusterState): Promise<void> {
+    const me = this.name;
+    if (this.engineDied) {
+      await this.afterEngineDied(state);
+      return;
+    }
+    if (state.demote === me && state.primary === me && this.activity === 'running') {
+      await this.stopForSwitchover();
+      return;
+    }
+    if (this.activity === 'stopped') {
+      // Stopped for a switchover: a new term means rejoin; a cancelled switchover means start again.
+      if (state.term !== this.term || state.demote !== me) await this.bringUp(state);
+      return;
+    }
+    if (state.term === this.term) {
+      await this.checkFollowing(state);
+      return;
+    }
+    if (state.primary === me) {
+      this.term = state.term; // promoted by the manager (or still primary)
+      this.runningRole = 'primary';
+      return;
+    }
+    // Another node is primary under a newer term.
+    if (this.runningRole === 'primary') {
+      this.progress(`${state.primary} is primary now (term ${state.term}): demoting this node to a replica`);
+      this.setActivity('demoting');
+      await this.engine.stop();
+      await this.bringUp(state);
+      return;
+    }
+    this.progress(`following the new primary ${state.primary} (term ${state.term})`);
+    await this.engine.follow(this.source(state.primary));
+    this.term = state.term;
+    this.followDeadline = Date.now() + FOLLOW_GRACE_MS;
+  }
+
+  /**
+   * After following a new primary, the replica must stream from it. If it does not (it had
+   * received WAL the new primary never got, so their histories diverge), it is rewound.
+   */
+  private async checkFollowing(state: ClusterState): Promise<void> {
+    if (this.followDeadline === 0 || this.runningRole !== 'replica') return;
+    if (await this.engine.isStreaming()) {
+      this.followDeadline = 0;
+      return;
+    }
+    if (Date.now() < this.followDeadline) return;
+    this.followDeadline = 0;
+    this.progress(`not streaming from ${state.primary} (diverged history): rewinding`);
+    this.setActivity('rejoining', `diverged from ${state.primary}`);
+    await this.engine.stop();
+    this.runningRole = null;
+    await this.engine.rejoin(this.source(state.primary), this.progress);
+    await this.bringUp(state);
+  }
+
+  /** Switchover: stop taking writes, note the last WAL position, stop cleanly. */
+  private async stopForSwitchover(): Promise<void> {
+    this.progress('switchover: stopping this primary cleanly so the new primary has every write');
+    this.setActivity('demoting');
+    const client = this.engine.client();
+    await client.connect();
+    try {
+      await client.query('ALTER SYSTEM SET default_transaction_read_only = on');
+      await client.query('SELECT pg_reload_conf()');
+      await client.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = $1 AND pid <> pg_backend_pid()',
+        ['client backend'],
+      );
+      await client.query('CHECKPOINT');
+      const res = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      this.stopLsn = res.rows[0]!.lsn;
+      await client.query('ALTER SYSTEM RESET default_transaction_read_only');
+    } finally {
+      await client.end();
+    }
+    await this.engine.stop();
+    this.runningRole = null;
+    this.setActivity('stopped', `stopped for a switchover at ${this.stopLsn}`);
+  }
+
+  private onEngineDied(why: string): void {
+    this.engineDied = true;
+    this.diedAt = Date.now();
+    this.runningRole = null;
+    this.setActivity('failed', `PostgreSQL ${why}`);
+    this.log.error(`${this.name}: PostgreSQL ${why}`);
+  }
+
+  /**
+   * The engine died. A replica restarts at once. A primary waits for the manager: a failover
+   * (new term) makes it rejoin as a replica; `blocked` (no replica can take over), or no manager
+   * alive, makes it restart in place.
+   */
+  private async afterEngineDied(state: ClusterState): Promise<void> {
+    const me = this.name;
+    const restartInPlace =
+      state.primary !== me ||
+      state.blocked !== null ||
+      !managerAlive(this.dataRoot) ||
+      !this.config.database!.failover.enabled;
+    if (state.primary === me && !restartInPlace) return; // the manager is deciding
+    if (state.primary === me && Date.now() - this.diedAt < 500) return; // let the manager see the death
+    this.progress(
+      state.primary === me
+        ? `restarting PostgreSQL in place (${state.blocked ?? 'no failover'})`
+        : `PostgreSQL restarting as a replica of ${state.primary} (term ${state.term})`,
+    );
+    await this.bringUp(state);
+  }
+
+  private setActivity(activity: NodeActivity, message: string | null = null): void {
+    this.activity = activity;
+    this.message = message;
+    this.report();
+  }
+
+  private report(): void {
+    const snap = this.snapshot();
+    const key = JSON.stringify(snap);
+    if (key !== this.lastSnapshot) {
+      this.lastSnapshot = key;
+      this.opts.onChange?.(snap);
+    }
+    writeNodeReport(this.dataRoot, {
+      name: this.name,
+      pid: process.pid,
+      enginePid: this.engineRef?.pid ?? null,
+      activity: this.activity,
+      role: this.runningRole,
+      term: this.term,
+      stopLsn: this.stopLsn,
+      updatedAt: new Date().toISOString(),
+      message: this.message,
+    });
+  }
+
+  /** Stops watching, stops the engine cleanly, closes the API. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 20));
+    await this.engineRef?.stop();
+    await this.api?.close();
+    this.runningRole = null;
+    this.setActivity('stopped', 'stopped by the operator');
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * Failover for real: three PostgreSQL nodes run by `tandem db` agents and a `tandem cluster`
+ * manager, a writer inserting rows and logging every acknowledged id, a primary killed with
+ * SIGKILL. Checks: a replica is promoted under a new term, writes work again within 5 s, the
+ * old primary rejoins as a replica and gets rows written after the failover, the other replica
+ * follows the new primary, no two nodes ever pass the primary check at once, and a switchover
+ * loses no acknowledged write.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import pg from 'pg';
+import { loadConfig } from '../../src/config/load.js';
+import { readClusterState } from '../../src/db/cluster/cluster-state.js';
+import { readSecret } from '../../src/db/secrets.js';
+import { Component } from '../helpers/components.js';
+import { freePort, isAlive, tempDir, waitFor } from '../helpers/index.js';
+import { processesMentioning, writeConfig } from '../helpers/stack.js';
+
+interface Node {
+  name: string;
+  port: number;
+  apiPort: number;
+}
+
+/** Inserts rows one by one into whichever node the cluster state names primary. */
+class Writer {
+  readonly acked: number[] = [];
+  readonly ackTimes: number[] = [];
+  /** The node that acknowledged each write. */
+  readonly ackNodes: string[] = [];
+  errors = 0;
+  private running = true;
+  private done: Promise<void> | undefined;
+
+  constructor(
+    private readonly nodes: Node[],
+    private readonly dataDir: string,
+    private readonly password: string,
+  ) {}
+
+  start(): void {
+    this.done = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    let client: pg.Client | undefined;
+    let nodeName = '';
+    let next = 1;
+    const deadline = Date.now() + 120_000; // bounded, whatever happens
+    while (this.running && Date.now() < deadline) {
+      try {
+        if (!client) {
+          const primary = readClusterState(this.dataDir)!.primary;
+          const node = this.nodes.find((n) => n.name === primary)!;
+          nodeName = node.name;
+          client = new pg.Client({
+            host: '127.0.0.1',
+            port: node.port,
+            user: 'postgres',
+            password: this.password,
+            database: 'app',
+            connectionTimeoutMillis: 500,
+            query_timeout: 3000,
+          });
+          client.on('error', () => undefined);
+          await client.connect();
+        }
+        await client.query('INSERT INTO acked (id) VALUES ($1)', [next]);
+        this.acked.push(next);
+        this.ackTimes.push(Date.now());
+        this.ackNodes.push(nodeName);
+        next++;
+      } catch (err) {
+        this.errors++;
+        // The write committed but its acknowledgement was lost with the connection: not
+        // acknowledged, so not counted; go on with the next id.
+        if ((err as { code?: string }).code === '23505') next++;
+        await client?.end().catch(() => undefined);
+        client = undefined;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    await client?.end().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+
+  /** Time of the first write acknowledged by `node` after `t`. */
+  firstAckAfter(t: number, node: string): number | undefined {
+    return this.ackTimes.find((x, i) => x > t && this.ackNodes[i] === node);
+  }
+}
+
+/** Polls every node's /primary check; remembers the largest number that passed at once. */
+class SplitBrainWatch {
+  maxPrimaries = 0;
+  private running = true;
+  private done: Promise<void> | undefined;
+  constructor(private readonly nodes: Node[]) {}
+  start(): void {
+    this.done = (async () => {
+      const deadline = Date.now() + 180_000;
+      while (this.running && Date.now() < deadline) {
+        const results = await Promise.all(
+          this.nodes.map((n) =>
+            fetch(`http://127.0.0.1:${n.apiPort}/primary`, { signal: AbortSignal.timeout(500) }).then(
+              (r) => r.status === 200,
+              () => false,
+            ),
+          ),
+        );
+        this.maxPrimaries = Math.max(this.maxPrimaries, results.filter(Boolean).length);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+  }
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+}
+
+async function rows(port: number, password: string, sql: string): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'app' });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+async function isReplica(port: number, password: string): Promise<boolean> {
+  return (await rows(port, password, 'SELECT pg_is_in_recovery() AS r'))[0]!['r'] === true;
+}
+
+for (const replication of ['async', 'sync'] as const) {
+  test(`failover with ${replication} replication: promotion, rejoin, no split brain, switchover`, async (t) => {
+    const dir = tempDir();
+    const nodes: Node[] = [];
+    for (const name of ['web-01', 'web-02', 'web-03'])
+      nodes.push({ name, port: await freePort(), apiPort: await freePort() });
+    const file = writeConfig(dir.path, {
+      servers: [{ name: 'web-01', port: await freePort(), app: { port: await freePort(), processes: 1 } }],
+      loadBalancers: [
+        {
+          name: 'lb-01',
+          frontends: [{ port: await freePort(), backend: 'web' }],
+          stats: { port: await freePort() },
+        },
+      ],
+      backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
+      database: {
+        replication,
+        endpoints: { enabled: false }, // this test runs no load balancer
+        failover: { checkInterval: '200ms', timeout: '1500ms' },
+        nodes: nodes.map((n, i) => ({
+          name: n.name,
+          port: n.port,
+          apiPort: n.apiPort,
+          role: i === 0 ? 'primary' : 'replica',
+        })),
+      },
+    });
+    const dataDir = join(dir.path, 'data');
+    const common = ['-c', file, '-d', dataDir];
+    const agents = new Map<string, Component>();
+    let manager: Component | undefined = undefined;
+    const writer: { w?: Writer } = {};
+    const watch = new SplitBrainWatch(nodes);
+    t.after(async () => {
+      await writer.w?.stop();
+      await watch.stop();
+      await manager?.stop();
+      for (const a of agents.values()) await a.stop();
+      for (const pid of processesMentioning(dataDir)) process.kill(pid, 'SIGKILL');
+      dir.cleanup();
+    });
+    const explain = (err: Error): never => {
+      const tails = [...agents.entries(), ['manager', manager] as const]
+        .map(
+          ([n, c]) =>
+            `--- ${n}:\n${(c?.output ?? '')
+              .split('\n')
+              .filter(
+                (l) =>
+                  !l.includes('postgres: ') ||
+                  /FATAL|ERROR|PANIC|LOG: {2}(database system|started streaming|redo|promot|selected new timeline)/.test(
+                    l,
+                  ),
+              )
+              .slice(-40)
+              .join('\n')}`,
+        )
+        .join('\n');
+      throw new Error(`${err.message}\n${tails}`);
+    };
+    const startAgent = async (name: string) => {
+      const a = new Component(['db', '--node', name, ...common]);
+      agents.set(name, a);
+      await a.ready();
+      return a;
+    };
+
+    // Bring the cluster up: primary, replicas, manager.
+    await startAgent('web-01');
+    await Promise.all([startAgent('web-02'), startAgent('web-03')]);
+    manager = new Component(['cluster', ...common]);
+    await manager.ready();
+    const config = loadConfig({ file, dataDir });
+    const password = readSecret(config.paths.dataDir, 'db-superuser')!;
+    await rows(nodes[0]!.port, password, 'CREATE TABLE acked (id int PRIMARY KEY)');
+    watch.start();
+    writer.w = new Writer(nodes, dataDir, password);
+    writer.w.start();
+    await waitFor('writes to flow', () => writer.w!.acked.length > 50);
+
+    // 1. SIGKILL the primary's PostgreSQL; its agent stays to rejoin it.
+    const killedPid = agents.get('web-01')!.details['enginePid'] as number;
+    assert.ok(isAlive(killedPid));
+    const killAt = Date.now();
+    process.kill(killedPid, 'SIGKILL');
+    const s2 = await waitFor('a failover (term 2)', () => {
+      const s = readClusterState(dataDir);
+      return s && s.term === 2 ? s : undefined;
+    }).catch(explain);
+    assert.notEqual(s2.primary, 'web-01');
+    const event = s2.history.at(-1)!;
+    assert.equal(event.kind, 'failover');
+    assert.equal(event.previous, 'web-01');
+    await waitFor('writes to succeed on the new primary', () =>
+      writer.w!.firstAckAfter(killAt, s2.primary),
+    ).catch(explain);
+    const recovery = writer.w.firstAckAfter(killAt, s2.primary)! - killAt;
+    t.diagnostic(`writes succeeded on the new primary ${recovery} ms after the old primary's SIGKILL`);
+    assert.ok(recovery < 5000, `writes back after ${recovery} ms`);
+
+    // The old primary rejoins as a replica and receives what is written now.
+    const newPrimary = nodes.find((n) => n.name === s2.primary)!;
+    const other = nodes.find((n) => n.name !== s2.primary && n.name !== 'web-01')!;
+    await waitFor('web-01 to rejoin as a replica', async () => isReplica(nodes[0]!.port, password), {
+      timeout: 60_000,
+    }).catch(explain);
+    await rows(newPrimary.port, password, 'CREATE TABLE after_failover (v text)');
+    await rows(newPrimary.port, password, "INSERT INTO after_failover VALUES ('written after the failover')");
+    for (const n of [nodes[0]!, other]) {
+      await waitFor(`the row written after the failover on ${n.name}`, async () => {
+        const r = await rows(n.port, password, 'SELECT count(*)::int AS c FROM after_failover').catch(() => [
+          { c: 0 },
+        ]);
+        return r[0]!['c'] === 1;
+      });
+    }
+
+    // 2. Switchover back to web-01 while writes go on: no acknowledged write lost.
+    const sw = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const c = new Component(['db', 'switchover', '--to', 'web-01', ...common]);
+      void c.exited.then((code) => resolve({ code, out: c.output }));
+    });
+    assert.equal(sw.code, 0, sw.out);
+    const s3 = readClusterState(dataDir)!;
+    assert.equal(s3.term, 3);
+    assert.equal(s3.primary, 'web-01');
+    assert.equal(s3.history.at(-1)!.kind, 'switchover');
+    const beforeStop = writer.w.acked.length;
+    await waitFor('writes to go on after the switchover', () => writer.w!.acked.length > beforeStop + 20);
+    await waitFor(
+      `${newPrimary.name} to be a replica again`,
+      async () => isReplica(newPrimary.port, password),
+      {
+        timeout: 60_000,
+      },
+    );
+
+    await writer.w.stop();
+    await watch.stop();
+    const present = new Set(
+      (await rows(nodes[0]!.port, password, 'SELECT id FROM acked')).map((r) => r['id'] as number),
+    );
+    const lost = writer.w.acked.filter((id) => !present.has(id));
+    t.diagnostic(
+      `${replication}: ${writer.w.acked.length} acknowledged writes, ${lost.length} lost across a failover and a switchover; ` +
+        `failover event: ${event.note}`,
+    );
+    if (replication === 'sync') assert.deepEqual(lost, [], 'sync replication loses no acknowledged write');
+    assert.equal(watch.maxPrimaries, 1, 'never two nodes passing the primary check at once');
+  });
+}
