@@ -1,0 +1,81 @@
+/**
+ * HAProxy as a contender, in `mode http` and `mode tcp`: run in the foreground (`haproxy -db`) with
+ * a generated config, one thread per core, round robin over the two backends with HTTP checks.
+ */
+import { availableParallelism } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { findExecutable, versionOf } from '../executables.js';
+import { HOST, freePort } from '../net.js';
+import { openFilesLimit } from '../proc-stats.js';
+import type { Contender, ContenderEnv, RunningContender } from './contender.js';
+import { waitUntilServing } from './ready.js';
+
+/** The haproxy.cfg of the benchmark. */
+export function haproxyConfig(
+  mode: 'http' | 'tcp',
+  port: number,
+  backends: ContenderEnv['backends'],
+  maxconn: number,
+): string {
+  const http = mode === 'http';
+  return [
+    'global',
+    `    maxconn ${maxconn}`,
+    `    nbthread ${availableParallelism()}`,
+    '',
+    'defaults',
+    `    mode ${mode}`,
+    '    timeout connect 5s',
+    '    timeout client 300s',
+    '    timeout server 60s',
+    ...(http ? ['    timeout http-keep-alive 300s', '    option forwardfor'] : []),
+    '',
+    'frontend web',
+    `    bind ${HOST}:${port}`,
+    '    default_backend web',
+    '',
+    'backend web',
+    '    balance roundrobin',
+    '    option httpchk GET /healthz',
+    ...backends.map((b) => `    server ${b.name} ${HOST}:${b.port} check inter 1s`),
+    '',
+  ].join('\n');
+}
+
+function haproxyContender(mode: 'http' | 'tcp'): Contender {
+  return {
+    id: `haproxy-${mode}`,
+    label: `HAProxy mode ${mode}`,
+    layer: mode,
+    unavailable: () =>
+      Promise.resolve(findExecutable('haproxy') ? undefined : 'not installed (apt-get install haproxy)'),
+    version: () => versionOf('HAProxy', findExecutable('haproxy')!, ['-v'], /HAProxy version (\S+)/),
+    async start(env) {
+      const port = await freePort();
+      // Each client connection may need one to a server, and HAProxy needs a few files of its own.
+      const files = Math.min(65536, openFilesLimit(process.pid, 'hard') ?? 1024);
+      const maxconn = Math.max(256, Math.min(env.maxClientConnections, Math.floor((files - 100) / 2)));
+      const file = join(env.dir, 'haproxy.cfg');
+      writeFileSync(file, haproxyConfig(mode, port, env.backends, maxconn));
+      const child = env.children.spawn(this.label, findExecutable('haproxy')!, ['-db', '-f', file], {
+        raiseFdLimit: true,
+        cwd: env.dir,
+      });
+      await waitUntilServing(this.label, port, env.backends, child);
+      const running: RunningContender = { port, pid: child.pid, stop: () => env.children.stop(child) };
+      if (maxconn < env.maxClientConnections) {
+        running.capacity = {
+          connections: maxconn,
+          why: `maxconn ${maxconn}: open-files hard limit ${files}`,
+        };
+      }
+      return running;
+    },
+  };
+}
+
+/** HAProxy `mode http`: the reference for L7 throughput ratios. */
+export const haproxyHttp = haproxyContender('http');
+/** HAProxy `mode tcp`: the reference for L4 throughput ratios. */
+export const haproxyTcp = haproxyContender('tcp');

@@ -1,0 +1,56 @@
+/** The `.md` report of a benchmark run: what ran where, the tables, the targets, what was skipped. */
+import { machineLine } from '../machine.js';
+import type { BenchResults } from '../results.js';
+import { idleTable, pointsTable, renderMarkdown, targetsTable } from './tables.js';
+
+/** Explains the columns of the points tables. */
+export const COLUMNS_NOTE =
+  '`× HAProxy`: requests/s ÷ HAProxy `mode http`’s at the same point (TCP contenders: ÷ HAProxy `mode tcp`’s). ' +
+  'Latencies are the medians over the runs of each run’s percentile. `proxy CPU`: user + system CPU time of ' +
+  'the proxy’s processes per run, as a share of one core (200 % = two cores). `peak RSS`: peak resident ' +
+  'memory of the proxy’s processes during the measured runs (summed over its processes).';
+
+/** The Markdown report; `chartFile` is the SVG's file name, linked beside it. */
+export function renderMarkdownReport(results: BenchResults, chartFile: string): string {
+  const s = results.settings;
+  const out: string[] = [];
+  out.push(
+    `# Tandem benchmark, ${results.date}${results.quick ? ' (quick smoke run: not a measurement)' : ''}`,
+  );
+  out.push('');
+  out.push(
+    `- Machine: ${machineLine(results.machine)}; load average ${results.machine.loadAverageAtStart} at start`,
+  );
+  out.push(
+    `- Load: ${results.loadGenerator.version}, keep-alive, ${s.threads} thread(s), concurrency ${s.connections.join(', ')}; ` +
+      `${s.warmupSec} s warm-up, then ${s.runs} × ${s.durationSec} s measured per point (median reported)`,
+  );
+  out.push(`- Command: \`${results.command}\``);
+  out.push(
+    `- Contenders: ${results.contenders
+      .filter((c) => !c.skipped)
+      .map((c) => `${c.label} (${c.version ?? '?'})`)
+      .join('; ')}`,
+  );
+  out.push('');
+  out.push(`![throughput and p99 latency by concurrency](${chartFile})`);
+  for (const c of results.cases) {
+    if (!results.points.some((p) => p.case === c.id)) continue;
+    out.push('', `## ${c.label}`, '', renderMarkdown(pointsTable(results, c.id)));
+  }
+  out.push('', COLUMNS_NOTE);
+  if (results.idle.length > 0 || results.idleSkipped.length > 0) {
+    out.push('', `## Idle keep-alive client connections`, '');
+    out.push(
+      'A client process opens the connections, sends one `GET /` on each, reads the answer and keeps them open; ' +
+        'the proxy’s resident memory (all its processes) is read before and while it holds them.',
+    );
+    if (results.idle.length > 0) out.push('', renderMarkdown(idleTable(results)));
+    for (const sk of results.idleSkipped) out.push('', `- ${sk.contender}: skipped: ${sk.reason}`);
+  }
+  out.push('', '## Targets (issue 5)', '', renderMarkdown(targetsTable(results)));
+  if (results.notes.length > 0) {
+    out.push('', '## Skipped', '', ...results.notes.map((n) => `- ${n}`));
+  }
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,153 @@
+/** From measured runs to the figures reported: medians, ratios to HAProxy, the issue's targets. */
+import type { IdleResult } from '../idle/idle-memory.js';
+import type { ContenderResult, PointResult, RunResult, TargetCheck } from '../results.js';
+import { median, sum } from '../stats.js';
+
+/** The figures of one point from its measured runs (medians; errors summed). */
+export function summarizeRuns(
+  contender: string,
+  caseId: string,
+  connections: number,
+  runs: RunResult[],
+): PointResult {
+  const point: PointResult = {
+    contender,
+    case: caseId,
+    connections,
+    runs,
+    rps: median(runs.map((r) => r.rps)),
+    latencyMs: {
+      p50: median(runs.map((r) => r.latencyMs.p50)),
+      p99: median(runs.map((r) => r.latencyMs.p99)),
+      p999: median(runs.map((r) => r.latencyMs.p999)),
+    },
+    errors: sum(runs.map((r) => r.errors.total)),
+  };
+  const cpu = runs.filter((r) => r.cpuSeconds !== undefined);
+  if (cpu.length > 0) {
+    point.cpuSeconds = median(cpu.map((r) => r.cpuSeconds!));
+    point.cpuPercent = median(cpu.map((r) => (r.cpuSeconds! / r.seconds) * 100));
+  }
+  return point;
+}
+
+/** The HAProxy contender a contender of `layer` is compared with. */
+export function referenceOf(layer: ContenderResult['layer']): string {
+  return layer === 'tcp' ? 'haproxy-tcp' : 'haproxy-http';
+}
+
+/** Sets `ratio`, `p99Ratio` and `reference` on every point whose HAProxy reference was measured. */
+export function addRatios(points: PointResult[], contenders: readonly ContenderResult[]): void {
+  for (const p of points) {
+    if (p.failed) continue;
+    const layer = contenders.find((c) => c.id === p.contender)?.layer ?? 'http';
+    const refId = referenceOf(layer);
+    const ref = findPoint(points, refId, p.case, p.connections);
+    if (!ref || ref.rps <= 0) continue;
+    p.reference = refId;
+    p.ratio = p.rps / ref.rps;
+    if (ref.latencyMs.p99 > 0) p.p99Ratio = p.latencyMs.p99 / ref.latencyMs.p99;
+  }
+}
+
+function findPoint(
+  points: readonly PointResult[],
+  contender: string,
+  caseId: string,
+  connections: number,
+): PointResult | undefined {
+  return points.find(
+    (p) => p.contender === contender && p.case === caseId && p.connections === connections && !p.failed,
+  );
+}
+
+/** Concurrency the issue's throughput and latency targets are stated at. */
+export const TARGET_CONNECTIONS = 64;
+/** The Node.js proxies among the contenders: each must be behind Tandem L7. */
+export const NODE_PROXIES: readonly string[] = ['http-proxy-3'];
+/** Memory target of the idle test, in MiB, for 10,000 connections. */
+export const IDLE_TARGET_MIB = 150;
+
+const fmtRps = (n: number) => Math.round(n).toLocaleString('en-US');
+const fmtMs = (n: number) => `${n.toFixed(2)} ms`;
+
+/**
+ * The issue's targets, for each case: Tandem L7 ≥ 0.8 × HAProxy mode http in throughput and p99
+ * ≤ 1.5 × HAProxy's at concurrency 64; Tandem L4 ≥ 0.9 × HAProxy mode tcp; every Node.js proxy
+ * behind Tandem L7 at every concurrency; and 10,000 idle connections in under 150 MiB.
+ */
+export function checkTargets(
+  points: readonly PointResult[],
+  caseIds: readonly string[],
+  idle: readonly IdleResult[],
+): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const c = TARGET_CONNECTIONS;
+  for (const caseId of caseIds) {
+    const l7 = findPoint(points, 'tandem-l7', caseId, c);
+    const l4 = findPoint(points, 'tandem-l4', caseId, c);
+    const hh = findPoint(points, 'haproxy-http', caseId, c);
+    const ht = findPoint(points, 'haproxy-tcp', caseId, c);
+    const ratioCheck = (
+      target: string,
+      a: PointResult | undefined,
+      b: PointResult | undefined,
+      min: number,
+    ) => {
+      if (!a || !b) return checks.push({ target, measured: 'not measured', met: undefined });
+      const r = a.rps / b.rps;
+      return checks.push({
+        target,
+        measured: `${r.toFixed(2)} × (${fmtRps(a.rps)} vs ${fmtRps(b.rps)} req/s)`,
+        met: r >= min,
+      });
+    };
+    ratioCheck(`${caseId}, c=${c}: Tandem L7 throughput ≥ 0.8 × HAProxy mode http`, l7, hh, 0.8);
+    if (l7 && hh) {
+      const r = l7.latencyMs.p99 / hh.latencyMs.p99;
+      checks.push({
+        target: `${caseId}, c=${c}: Tandem L7 p99 ≤ 1.5 × HAProxy mode http`,
+        measured: `${r.toFixed(2)} × (${fmtMs(l7.latencyMs.p99)} vs ${fmtMs(hh.latencyMs.p99)})`,
+        met: r <= 1.5,
+      });
+    } else {
+      checks.push({
+        target: `${caseId}, c=${c}: Tandem L7 p99 ≤ 1.5 × HAProxy mode http`,
+        measured: 'not measured',
+        met: undefined,
+      });
+    }
+    ratioCheck(`${caseId}, c=${c}: Tandem L4 throughput ≥ 0.9 × HAProxy mode tcp`, l4, ht, 0.9);
+
+    for (const id of NODE_PROXIES) {
+      if (!points.some((p) => p.contender === id)) continue;
+      const pairs = points
+        .filter((p) => p.contender === id && p.case === caseId && !p.failed)
+        .map((p) => [p, findPoint(points, 'tandem-l7', caseId, p.connections)] as const);
+      const target = `${caseId}: ${id} behind Tandem L7 at every concurrency`;
+      if (pairs.length === 0 || pairs.some(([, t]) => !t)) {
+        checks.push({ target, measured: 'not measured', met: undefined });
+        continue;
+      }
+      checks.push({
+        target,
+        measured: pairs
+          .map(([p, t]) => `c=${p.connections}: ${fmtRps(p.rps)} vs ${fmtRps(t!.rps)}`)
+          .join('; '),
+        met: pairs.every(([p, t]) => p.rps < t!.rps),
+      });
+    }
+  }
+  const tandemIdle = idle.find((i) => i.contender === 'tandem-l7');
+  const idleTarget = `Tandem L7 holds 10,000 idle client connections in < ${IDLE_TARGET_MIB} MiB`;
+  if (!tandemIdle || tandemIdle.connections < 10_000) {
+    checks.push({ target: idleTarget, measured: 'not measured', met: undefined });
+  } else {
+    checks.push({
+      target: idleTarget,
+      measured: `${tandemIdle.rssHeldMiB.toFixed(1)} MiB RSS holding ${tandemIdle.stillOpen.toLocaleString('en-US')} of ${tandemIdle.connections.toLocaleString('en-US')}`,
+      met: tandemIdle.stillOpen >= 10_000 && tandemIdle.rssHeldMiB < IDLE_TARGET_MIB,
+    });
+  }
+  return checks;
+}

@@ -1,0 +1,87 @@
+/** The shape of `bench/results/<date>.json`: everything one benchmark run measured. */
+import type { IdleResult } from './idle/idle-memory.js';
+import type { LoadResult } from './load/load-generator.js';
+import type { Machine } from './machine.js';
+
+/** One measured run, with the proxy's CPU time during it. */
+export interface RunResult extends LoadResult {
+  /** User + system CPU seconds the proxy's processes used during the run; undefined for `direct`. */
+  cpuSeconds?: number;
+}
+
+/** One point: a contender, a case, a concurrency; figures are medians over the measured runs. */
+export interface PointResult {
+  contender: string;
+  case: string;
+  connections: number;
+  runs: RunResult[];
+  /** Median requests/s. */
+  rps: number;
+  /** Median of each percentile over the runs, in milliseconds. */
+  latencyMs: { p50: number; p99: number; p999: number };
+  /** Errors of every kind, summed over the measured runs. */
+  errors: number;
+  /** Median CPU seconds of the proxy per run. */
+  cpuSeconds?: number;
+  /** cpuSeconds as a share of one core over the run (200 = two cores busy). */
+  cpuPercent?: number;
+  /** Peak resident memory of the proxy's processes during the measured runs, in MiB. */
+  peakRssMiB?: number;
+  /** rps ÷ the HAProxy reference's rps at the same point (see `reference`). */
+  ratio?: number;
+  /** p99 ÷ the HAProxy reference's p99 at the same point. */
+  p99Ratio?: number;
+  /** The contender the ratios compare with: haproxy-http or haproxy-tcp. */
+  reference?: string;
+  /** Why the point has no figures (the load generator failed, the proxy died). */
+  failed?: string;
+}
+
+/** A contender as it took part. */
+export interface ContenderResult {
+  id: string;
+  label: string;
+  layer: 'http' | 'tcp' | 'none';
+  version?: string;
+  /** Why it was not measured (not installed, not implemented yet). */
+  skipped?: string;
+  /** Why it stopped being measured (it failed to start or died). */
+  failed?: string;
+}
+
+/** One of the issue's speed targets, checked against this run. */
+export interface TargetCheck {
+  target: string;
+  /** What was measured, in words: `0.83 × (41,200 vs 49,600 req/s)`. */
+  measured: string;
+  /** Undefined when a figure it needs was not measured. */
+  met: boolean | undefined;
+}
+
+export interface BenchResults {
+  /** ISO 8601 time the run started. */
+  date: string;
+  /** The command line, to reproduce it. */
+  command: string;
+  quick: boolean;
+  machine: Machine;
+  settings: {
+    durationSec: number;
+    warmupSec: number;
+    runs: number;
+    connections: number[];
+    threads: number;
+    timeoutSec: number;
+    idleConnections: number;
+  };
+  loadGenerator: { name: string; version: string };
+  cases: Array<{ id: string; label: string; path: string }>;
+  contenders: ContenderResult[];
+  points: PointResult[];
+  idle: IdleResult[];
+  /** Contenders the idle test did not run for, and why. */
+  idleSkipped: Array<{ contender: string; reason: string }>;
+  targets: TargetCheck[];
+  /** Lines about what was skipped and why (missing contenders, endpoints not built yet). */
+  notes: string[];
+}

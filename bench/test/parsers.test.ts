@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseAutocannonOutput } from '../load/autocannon.js';
+import { parseWrkOutput, WRK_RESULT_MARK } from '../load/wrk.js';
+
+test('wrk: the Lua report line becomes a LoadResult in milliseconds, with errors summed', () => {
+  const output = [
+    'Running 10s test @ http://127.0.0.1:8080/',
+    '  1 threads and 16 connections',
+    'Requests/sec:  40000.00',
+    `${WRK_RESULT_MARK}{"requests":400000,"duration_us":10000000,"bytes":48000000,` +
+      '"errors":{"connect":1,"read":2,"write":3,"status":4,"timeout":5},' +
+      '"latency_us":{"p50":350,"p90":700,"p99":1500,"p999":4200,"max":9000,"mean":400.50}}',
+  ].join('\n');
+  const r = parseWrkOutput(output)!;
+  assert.equal(r.requests, 400_000);
+  assert.equal(r.seconds, 10);
+  assert.equal(r.rps, 40_000);
+  assert.deepEqual(r.latencyMs, { p50: 0.35, p90: 0.7, p99: 1.5, p999: 4.2, max: 9, mean: 0.4005 });
+  assert.deepEqual(r.errors, { connect: 1, read: 2, write: 3, status: 4, timeout: 5, total: 15 });
+});
+
+test('wrk: output without the report line gives no result', () => {
+  assert.equal(parseWrkOutput('unable to connect to 127.0.0.1:1 Connection refused\n'), undefined);
+});
+
+test('autocannon: its --json line becomes a LoadResult; timeouts are not counted twice', () => {
+  const json = {
+    duration: 2,
+    errors: 7,
+    timeouts: 3,
+    non2xx: 2,
+    latency: { p50: 1, p90: 2, p99: 5, p99_9: 9, max: 12, mean: 1.2 },
+    requests: { total: 5000 },
+    throughput: { total: 123456 },
+  };
+  const r = parseAutocannonOutput(`some progress\n${JSON.stringify(json)}\n`)!;
+  assert.equal(r.rps, 2500);
+  assert.equal(r.bytes, 123456);
+  assert.deepEqual(r.latencyMs, { p50: 1, p90: 2, p99: 5, p999: 9, max: 12, mean: 1.2 });
+  assert.deepEqual(r.errors, { connect: 0, read: 4, write: 0, timeout: 3, status: 2, total: 9 });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { IdleResult } from '../idle/idle-memory.js';
+import type { LoadResult } from '../load/load-generator.js';
+import { addRatios, checkTargets, summarizeRuns } from '../report/summary.js';
+import type { ContenderResult, PointResult, RunResult } from '../results.js';
+import { median } from '../stats.js';
+
+function run(rps: number, p99: number, cpuSeconds?: number): RunResult {
+  const r: LoadResult = {
+    requests: rps * 10,
+    seconds: 10,
+    rps,
+    bytes: 0,
+    latencyMs: { p50: p99 / 4, p90: p99 / 2, p99, p999: p99 * 2, max: p99 * 3, mean: p99 / 4 },
+    errors: { connect: 0, read: 1, write: 0, timeout: 0, status: 0, total: 1 },
+  };
+  return cpuSeconds === undefined ? r : { ...r, cpuSeconds };
+}
+
+const contenders: ContenderResult[] = [
+  { id: 'tandem-l7', label: 'Tandem L7', layer: 'http' },
+  { id: 'tandem-l4', label: 'Tandem L4', layer: 'tcp' },
+  { id: 'haproxy-http', label: 'HAProxy http', layer: 'http' },
+  { id: 'haproxy-tcp', label: 'HAProxy tcp', layer: 'tcp' },
+  { id: 'http-proxy-3', label: 'http-proxy-3', layer: 'http' },
+];
+
+test('median: odd and even counts', () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+});
+
+test('a point is the median of its runs; errors are summed; CPU is a share of one core', () => {
+  const p = summarizeRuns('tandem-l7', 'small', 64, [run(100, 3, 5), run(300, 1, 8), run(200, 2, 6)]);
+  assert.equal(p.rps, 200);
+  assert.equal(p.latencyMs.p99, 2);
+  assert.equal(p.errors, 3);
+  assert.equal(p.cpuSeconds, 6);
+  assert.equal(p.cpuPercent, 60);
+});
+
+function points(): PointResult[] {
+  return [
+    summarizeRuns('haproxy-http', 'small', 64, [run(10_000, 2)]),
+    summarizeRuns('haproxy-tcp', 'small', 64, [run(20_000, 1)]),
+    summarizeRuns('tandem-l7', 'small', 64, [run(9_000, 2.5)]),
+    summarizeRuns('tandem-l4', 'small', 64, [run(15_000, 1)]),
+    summarizeRuns('http-proxy-3', 'small', 64, [run(3_000, 9)]),
+  ];
+}
+
+test('ratios: L7 contenders against HAProxy mode http, L4 ones against mode tcp', () => {
+  const ps = points();
+  addRatios(ps, contenders);
+  const by = (id: string) => ps.find((p) => p.contender === id)!;
+  assert.equal(by('tandem-l7').ratio, 0.9);
+  assert.equal(by('tandem-l7').reference, 'haproxy-http');
+  assert.equal(by('tandem-l7').p99Ratio, 1.25);
+  assert.equal(by('tandem-l4').ratio, 0.75);
+  assert.equal(by('tandem-l4').reference, 'haproxy-tcp');
+  assert.equal(by('haproxy-http').ratio, 1);
+});
+
+test("targets: each of the issue's targets is judged, and a missing figure is 'not measured'", () => {
+  const idle: IdleResult[] = [
+    {
+      contender: 'tandem-l7',
+      connections: 10_000,
+      attempted: 10_000,
+      held: 10_000,
+      failed: 0,
+      stillOpen: 10_000,
+      rssBeforeMiB: 60,
+      rssHeldMiB: 140,
+      perConnectionKiB: 8,
+    },
+  ];
+  const checks = checkTargets(points(), ['small', '64k'], idle);
+  const met = (prefix: string) => checks.find((c) => c.target.startsWith(prefix))?.met;
+  assert.equal(met('small, c=64: Tandem L7 throughput'), true);
+  assert.equal(met('small, c=64: Tandem L7 p99'), true);
+  assert.equal(met('small, c=64: Tandem L4 throughput'), false);
+  assert.equal(met('small: http-proxy-3 behind'), true);
+  assert.equal(met('64k, c=64: Tandem L7 throughput'), undefined);
+  assert.equal(met('Tandem L7 holds 10,000'), true);
+  assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
+});
