@@ -205,14 +205,7 @@ export class PostgresEngine implements DatabaseEngine {
 
   /** Non-exclusive low-level base backup: pg_backup_start, copy the files, pg_backup_stop. */
   private async copyClone(source: ReplicationSource): Promise<void> {
-    const client = pgClient({
-      host: source.host,
-      port: source.port,
-      user: SUPERUSER,
-      password: this.opts.superuserPassword,
-      database: 'postgres',
-      connectionTimeoutMillis: 5000,
-    });
+    const client = this.client('postgres', source);
     await client.connect();
     try {
       await client.query('SELECT pg_backup_start($1, true)', [`tandem clone for ${this.opts.name}`]);
@@ -252,14 +245,7 @@ export class PostgresEngine implements DatabaseEngine {
       try {
         // A just-promoted primary writes its new timeline to its control file at its next
         // checkpoint; pg_rewind reads it there (without it: "no rewind required", wrongly).
-        const client = pgClient({
-          host: source.host,
-          port: source.port,
-          user: SUPERUSER,
-          password: this.opts.superuserPassword,
-          database: 'postgres',
-          connectionTimeoutMillis: 5000,
-        });
+        const client = this.client('postgres', source);
         await client.connect();
         try {
           await client.query('CHECKPOINT');
@@ -458,11 +444,11 @@ export class PostgresEngine implements DatabaseEngine {
     }
   }
 
-  /** A superuser client to this node (not connected). */
-  client(database = 'postgres'): pg.Client {
+  /** A superuser client to this node, or to `at` (another node of the cluster); not connected. */
+  client(database = 'postgres', at: { host: string; port: number } = this.opts): pg.Client {
     return pgClient({
-      host: this.opts.host,
-      port: this.opts.port,
+      host: at.host,
+      port: at.port,
       user: SUPERUSER,
       password: this.opts.superuserPassword,
       database,
