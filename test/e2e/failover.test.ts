@@ -1,12 +1,16 @@
 /**
  * A database failover seen from the whole stack: `tandem up`, a user written through the load
  * balancer, the primary's PostgreSQL killed with SIGKILL; the application writes again through
- * the writer endpoint on the new primary, and the old primary comes back as a replica.
+ * the writer endpoint on the new primary, and the old primary comes back as a replica. Before
+ * that, pgbench runs clean through the writer endpoint.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { tempDir, waitFor } from '../helpers/index.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readSecret } from '../../src/db/secrets.js';
+import { skipUnless, tempDir, waitFor } from '../helpers/index.js';
 import { Stack, allocatePorts, stackConfig, writeConfig } from '../helpers/stack.js';
 
 async function addUser(site: string, name: string): Promise<{ status: number; dbNode: string | null }> {
@@ -32,6 +36,27 @@ test('database failover under the whole stack: writes resume on the new primary,
   const site = `http://127.0.0.1:${ports.lb}`;
   await stack.ready();
   assert.deepEqual(await addUser(site, 'Before'), { status: 201, dbNode: 'web-01 (primary)' });
+
+  // Any client works through the writer endpoint: pgbench, 4 clients for 10 s, runs clean.
+  const pgbench = '/usr/lib/postgresql/15/bin/pgbench';
+  if (!skipUnless(t, existsSync(pgbench) ? undefined : 'pgbench of PostgreSQL 15 is not installed')) {
+    const env = { ...process.env, PGPASSWORD: readSecret(dataDir, 'db-app')! };
+    const args = ['-h', '127.0.0.1', '-p', String(ports.dbEndpoints[0]), '-U', 'app', 'app'];
+    const init = spawnSync(pgbench, ['-i', '-s', '1', '-q', ...args], {
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(init.status, 0, init.stderr);
+    const run = spawnSync(pgbench, ['-c', '4', '-T', '10', ...args], {
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /number of failed transactions: 0 /);
+    t.diagnostic(run.stdout.split('\n').find((l) => l.startsWith('tps')) ?? '');
+  }
 
   const primary = stack.status().components.find((c) => c.id === 'db web-01')!;
   const enginePid = primary.details['enginePid'] as number;
