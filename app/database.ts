@@ -4,6 +4,7 @@
  * to the writer, when one cannot answer. Every failure reaches the caller as DatabaseUnavailable.
  */
 import pg from 'pg';
+import { waitForReplay } from '../src/db/client.js';
 
 /** The database could not answer (down, unreachable, read-only, timed out, or not configured). */
 export class DatabaseUnavailable extends Error {
@@ -26,6 +27,25 @@ export interface DatabaseOptions {
 
 /** Result of a health check of one side (writer or readers). */
 export type Health = 'up' | 'down';
+
+/** Longest a read waits for a replica to replay the reader's own last write before using the writer. */
+const READ_YOUR_WRITES_WAIT_MS = 500;
+
+/** The first row from a replica that has replayed up to `after`, or undefined if it lags too much. */
+async function readAfter<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  sql: string,
+  params: unknown[],
+  after: string,
+): Promise<R | undefined> {
+  const client = await pool.connect();
+  try {
+    if (!(await waitForReplay(client, after, READ_YOUR_WRITES_WAIT_MS))) return undefined;
+    return (await client.query<R>(sql, params)).rows[0]!;
+  } finally {
+    client.release();
+  }
+}
 
 /** How long a reader that failed is tried only after the others and the writer. */
 const READER_RETRY_MS = 1000;
@@ -96,7 +116,7 @@ export class Database {
    * the writer. A reader that failed is tried last for READER_RETRY_MS, so an unreachable replica
    * does not slow every other read down.
    */
-  async read<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R> {
+  async read<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], after?: string): Promise<R> {
     const writer = this.#requireWriter();
     if (!this.#schemaReady) {
       // Reads still work from a replica while the writer is down: try, but do not insist.
@@ -120,7 +140,13 @@ export class Database {
         }
       }
       try {
-        const row = await firstRow<R>(this.#readers[node]!, sql, params);
+        const row = after
+          ? await readAfter<R>(this.#readers[node]!, sql, params, after)
+          : await firstRow<R>(this.#readers[node]!, sql, params);
+        if (row === undefined) {
+          // The replica has not replayed our own last write yet: the writer answers this one.
+          return await firstRow<R>(writer, sql, params);
+        }
         if (this.#readerDownUntil[node]! > 0) this.#log(`database reader ${node} answers again`);
         this.#readerDownUntil[node] = 0;
         return row;
@@ -136,12 +162,25 @@ export class Database {
     throw new DatabaseUnavailable(`read failed on every node: ${message}`, { cause: lastError });
   }
 
-  /** Runs a query on the writer. */
-  async write<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R> {
+  /**
+   * Runs a query on the writer; also returns the WAL position after it, which a later read can
+   * pass as `after` to see this write (read-your-writes, see tandem/db).
+   */
+  async write<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<R & { position: string }> {
     const writer = this.#requireWriter();
     try {
       await this.ensureSchema();
-      return await firstRow<R>(writer, sql, params);
+      const client = await writer.connect();
+      try {
+        const row = (await client.query<R>(sql, params)).rows[0]!;
+        const pos = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+        return { ...row, position: pos.rows[0]!.lsn };
+      } finally {
+        client.release();
+      }
     } catch (err) {
       throw new DatabaseUnavailable(`write failed: ${(err as Error).message}`, { cause: err });
     }

@@ -8,6 +8,32 @@ import { type Database, DatabaseUnavailable } from './database.js';
 import { HttpError, readBody, redirect, sendHtml, sendJson } from './http.js';
 import { type Origin, renderMessagePage, renderUnavailablePage, renderUsersPage } from './pages.js';
 import { createUser, deleteUser, listUsers, parseUserId, validateNewUser } from './users.js';
+import { isWalPosition } from '../src/db/client.js';
+
+/**
+ * Read-your-writes across requests: a write's WAL position travels to the next read in a cookie
+ * (the form flow: POST then redirect to GET /) or in the `X-DB-After` header (the API, which
+ * answers writes with `X-DB-Position`). A read given one waits for a replica that has it.
+ */
+const POSITION_COOKIE = 'tandem-pos';
+
+function positionOf(req: IncomingMessage): string | undefined {
+  const header = req.headers['x-db-after'];
+  if (isWalPosition(header)) return header;
+  const cookie =
+    /(?:^|;\s*)tandem-pos=([0-9A-Fa-f]{1,8}%2F[0-9A-Fa-f]{1,8}|[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})/.exec(
+      req.headers.cookie ?? '',
+    )?.[1];
+  const value = cookie === undefined ? undefined : decodeURIComponent(cookie);
+  return isWalPosition(value) ? value : undefined;
+}
+
+function rememberPosition(res: ServerResponse, position: string): void {
+  res.setHeader(
+    'set-cookie',
+    `${POSITION_COOKIE}=${encodeURIComponent(position)}; Path=/; Max-Age=60; HttpOnly; SameSite=Lax`,
+  );
+}
 
 /** What the routes need: the database and who this process is. */
 export interface AppContext {
@@ -109,8 +135,8 @@ async function health(ctx: AppContext, _req: IncomingMessage, res: ServerRespons
   });
 }
 
-async function apiList(ctx: AppContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { users, node } = await listUsers(ctx.db);
+async function apiList(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { users, node } = await listUsers(ctx.db, positionOf(req));
   sendJson(res, 200, { users }, { 'x-db-node': node });
 }
 
@@ -124,8 +150,12 @@ async function apiCreate(ctx: AppContext, req: IncomingMessage, res: ServerRespo
   }
   const checked = validateNewUser(input);
   if ('error' in checked) throw new HttpError(400, checked.error);
-  const { user, node } = await createUser(ctx.db, checked.user);
-  sendJson(res, 201, user, { 'x-db-node': node, location: `/api/users/${user.id}` });
+  const { user, node, position } = await createUser(ctx.db, checked.user);
+  sendJson(res, 201, user, {
+    'x-db-node': node,
+    'x-db-position': position,
+    location: `/api/users/${user.id}`,
+  });
 }
 
 async function apiDelete(
@@ -146,8 +176,8 @@ async function apiDelete(
   res.end();
 }
 
-async function pageUsers(ctx: AppContext, _req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { users, node } = await listUsers(ctx.db);
+async function pageUsers(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { users, node } = await listUsers(ctx.db, positionOf(req));
   sendHtml(res, 200, renderUsersPage({ origin: originOf(ctx, node), users }), { 'x-db-node': node });
 }
 
@@ -165,8 +195,9 @@ async function formCreate(ctx: AppContext, req: IncomingMessage, res: ServerResp
     sendHtml(res, 400, page, { 'x-db-node': node });
     return;
   }
-  const { node } = await createUser(ctx.db, checked.user);
+  const { node, position } = await createUser(ctx.db, checked.user);
   res.setHeader('x-db-node', node);
+  rememberPosition(res, position);
   redirect(res, '/');
 }
 
@@ -179,8 +210,9 @@ async function formDelete(
   const parsed = parseUserId(param);
   if ('error' in parsed) throw new HttpError(400, parsed.error);
   if ('id' in parsed) {
-    const { node } = await deleteUser(ctx.db, parsed.id);
+    const { node, position } = await deleteUser(ctx.db, parsed.id);
     res.setHeader('x-db-node', node);
+    rememberPosition(res, position);
   }
   redirect(res, '/');
 }

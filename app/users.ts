@@ -36,32 +36,40 @@ function label(row: Answer): NodeLabel {
 }
 
 /** Every user, oldest first, read from a reader. */
-export async function listUsers(db: Database): Promise<{ users: User[]; node: NodeLabel }> {
+export async function listUsers(db: Database, after?: string): Promise<{ users: User[]; node: NodeLabel }> {
   const row = await db.read<Answer & { users: User[] }>(
     `SELECT ${ANSWERED_BY},
        coalesce((SELECT json_agg(u ORDER BY u.id) FROM users u), '[]'::json) AS users`,
+    [],
+    after,
   );
   return { users: row.users, node: label(row) };
 }
 
 /** Inserts a user on the writer. */
-export async function createUser(db: Database, user: NewUser): Promise<{ user: User; node: NodeLabel }> {
+export async function createUser(
+  db: Database,
+  user: NewUser,
+): Promise<{ user: User; node: NodeLabel; position: string }> {
   const row = await db.write<Answer & { user: User }>(
     `WITH inserted AS (INSERT INTO users (name, email) VALUES ($1, $2) RETURNING *)
      SELECT ${ANSWERED_BY}, row_to_json(i) AS user FROM inserted i`,
     [user.name, user.email],
   );
-  return { user: row.user, node: label(row) };
+  return { user: row.user, node: label(row), position: row.position };
 }
 
 /** Deletes a user on the writer; `deleted` is false when there was no such user. */
-export async function deleteUser(db: Database, id: string): Promise<{ deleted: boolean; node: NodeLabel }> {
+export async function deleteUser(
+  db: Database,
+  id: string,
+): Promise<{ deleted: boolean; node: NodeLabel; position: string }> {
   const row = await db.write<Answer & { deleted: number }>(
     `WITH deleted AS (DELETE FROM users WHERE id = $1 RETURNING id)
      SELECT ${ANSWERED_BY}, (SELECT count(*) FROM deleted)::int AS deleted`,
     [id],
   );
-  return { deleted: row.deleted > 0, node: label(row) };
+  return { deleted: row.deleted > 0, node: label(row), position: row.position };
 }
 
 /** The checked fields of a new user, or the reason they are refused. */

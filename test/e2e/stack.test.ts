@@ -7,6 +7,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import pg from 'pg';
+import { readSecret } from '../../src/db/secrets.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 import {
   alive,
@@ -100,6 +102,42 @@ test('the default stack: round robin, read/write split, crash and recovery, clea
     assert.match(page.body, /Ada Lovelace/);
     assert.match(page.body, /web-0[12]/);
   });
+
+  await t.test(
+    'read-your-writes: after a form post, the next page read sees the new user even while the replica lags',
+    async () => {
+      const replica = new pg.Client({
+        host: '127.0.0.1',
+        port: ports.db[1],
+        user: 'postgres',
+        password: readSecret(dataDir, 'db-superuser')!,
+        database: 'postgres',
+      });
+      replica.on('error', () => undefined);
+      await replica.connect();
+      try {
+        await replica.query('SELECT pg_wal_replay_pause()');
+        const post = await fetch(`${site}/users`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'name=Grace+Hopper&email=grace%40example.com',
+          redirect: 'manual',
+        });
+        assert.equal(post.status, 303);
+        const cookie = post.headers.get('set-cookie')?.split(';')[0];
+        assert.match(cookie ?? '', /^tandem-pos=/);
+        const stale = await get(`${site}/api/users`);
+        assert.equal(stale.dbNode, 'web-02 (replica)');
+        assert.doesNotMatch(stale.body, /Grace Hopper/, 'the paused replica does not have it');
+        const res = await fetch(`${site}/api/users`, { headers: { cookie: cookie! } });
+        assert.match(await res.text(), /Grace Hopper/);
+        assert.equal(res.headers.get('x-db-node'), 'web-01 (primary)');
+      } finally {
+        await replica.query('SELECT pg_wal_replay_resume()');
+        await replica.end();
+      }
+    },
+  );
 
   await t.test(
     'web-02 application processes killed: web-01 answers everything until web-02 is back',
