@@ -13,28 +13,16 @@ import { TandemDb } from '../../src/db/client.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
 import { freePort, tempDir } from '../helpers/index.js';
-import { writeConfig } from '../helpers/stack.js';
+import { databaseOnlyConfig } from '../helpers/stack.js';
 
 test('tandem/db: read/write split and read-your-writes while the replica lags', async (t) => {
   const dir = tempDir();
   const [p1, p2] = [await freePort(), await freePort()];
-  const file = writeConfig(dir.path, {
-    servers: [{ name: 'web-01', port: await freePort(), app: { port: await freePort(), processes: 1 } }],
-    loadBalancers: [
-      {
-        name: 'lb-01',
-        frontends: [{ port: await freePort(), backend: 'web' }],
-        stats: { port: await freePort() },
-      },
+  const file = await databaseOnlyConfig(dir.path, {
+    nodes: [
+      { name: 'web-01', port: p1, role: 'primary' },
+      { name: 'web-02', port: p2, role: 'replica' },
     ],
-    backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
-    database: {
-      endpoints: { enabled: false }, // this test runs no load balancer
-      nodes: [
-        { name: 'web-01', port: p1, role: 'primary' },
-        { name: 'web-02', port: p2, role: 'replica' },
-      ],
-    },
   });
   const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
   const log = createLogger('test');

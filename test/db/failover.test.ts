@@ -15,7 +15,7 @@ import { readClusterState } from '../../src/db/cluster/cluster-state.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { Component } from '../helpers/components.js';
 import { freePort, isAlive, tempDir, waitFor } from '../helpers/index.js';
-import { processesMentioning, writeConfig } from '../helpers/stack.js';
+import { databaseOnlyConfig, processesMentioning } from '../helpers/stack.js';
 
 interface Node {
   name: string;
@@ -144,27 +144,15 @@ for (const replication of ['async', 'sync'] as const) {
     const nodes: Node[] = [];
     for (const name of ['web-01', 'web-02', 'web-03'])
       nodes.push({ name, port: await freePort(), apiPort: await freePort() });
-    const file = writeConfig(dir.path, {
-      servers: [{ name: 'web-01', port: await freePort(), app: { port: await freePort(), processes: 1 } }],
-      loadBalancers: [
-        {
-          name: 'lb-01',
-          frontends: [{ port: await freePort(), backend: 'web' }],
-          stats: { port: await freePort() },
-        },
-      ],
-      backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
-      database: {
-        replication,
-        endpoints: { enabled: false }, // this test runs no load balancer
-        failover: { checkInterval: '200ms', timeout: '1500ms' },
-        nodes: nodes.map((n, i) => ({
-          name: n.name,
-          port: n.port,
-          apiPort: n.apiPort,
-          role: i === 0 ? 'primary' : 'replica',
-        })),
-      },
+    const file = await databaseOnlyConfig(dir.path, {
+      replication,
+      failover: { checkInterval: '200ms', timeout: '1500ms' },
+      nodes: nodes.map((n, i) => ({
+        name: n.name,
+        port: n.port,
+        apiPort: n.apiPort,
+        role: i === 0 ? 'primary' : 'replica',
+      })),
     });
     const dataDir = join(dir.path, 'data');
     const common = ['-c', file, '-d', dataDir];

@@ -13,31 +13,19 @@ import { findPostgresBinaries } from '../../src/db/engines/binaries.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
 import { freePort, isAlive, skipUnless, tempDir, waitFor } from '../helpers/index.js';
-import { writeConfig } from '../helpers/stack.js';
+import { databaseOnlyConfig } from '../helpers/stack.js';
 
 const quiet = createLogger('test');
 
 async function cluster(cloneMethod: 'copy' | 'pg_basebackup') {
   const dir = tempDir();
   const [p1, p2] = [await freePort(), await freePort()];
-  const file = writeConfig(dir.path, {
-    servers: [{ name: 'web-01', port: await freePort(), app: { port: await freePort(), processes: 1 } }],
-    loadBalancers: [
-      {
-        name: 'lb-01',
-        frontends: [{ port: await freePort(), backend: 'web' }],
-        stats: { port: await freePort() },
-      },
+  const file = await databaseOnlyConfig(dir.path, {
+    cloneMethod,
+    nodes: [
+      { name: 'web-01', port: p1, role: 'primary' },
+      { name: 'web-02', port: p2, role: 'replica' },
     ],
-    backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
-    database: {
-      cloneMethod,
-      endpoints: { enabled: false }, // this test runs no load balancer
-      nodes: [
-        { name: 'web-01', port: p1, role: 'primary' },
-        { name: 'web-02', port: p2, role: 'replica' },
-      ],
-    },
   });
   const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
   const superuser = () => readSecret(config.paths.dataDir, 'db-superuser')!;

@@ -99,6 +99,26 @@ export function stackConfig(
   };
 }
 
+/**
+ * A config file for tests of the database alone: the given `database` section (its endpoints off,
+ * since no load balancer runs) plus the smallest valid rest, on free ports, never started.
+ */
+export async function databaseOnlyConfig(dir: string, database: Record<string, unknown>): Promise<string> {
+  return writeConfig(dir, {
+    servers: [{ name: 'web-01', port: await freePort(), app: { port: await freePort(), processes: 1 } }],
+    loadBalancers: [
+      {
+        name: 'lb-01',
+        frontends: [{ port: await freePort(), backend: 'web' }],
+        stats: { port: await freePort() },
+        admin: { port: await freePort() },
+      },
+    ],
+    backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
+    database: { endpoints: { enabled: false }, ...database },
+  });
+}
+
 export function writeConfig(dir: string, config: Record<string, unknown>): string {
   const file = join(dir, 'tandem.yaml');
   writeFileSync(file, stringify(config));
