@@ -278,3 +278,59 @@ for (const replication of ['async', 'sync'] as const) {
     assert.equal(watch.maxPrimaries, 1, 'never two nodes passing the primary check at once');
   });
 }
+
+test('the primary node vanishes without a word: failover after the timeout; when it returns it is fenced into a replica', async (t) => {
+  const dir = tempDir();
+  const nodes: Node[] = [];
+  for (const name of ['web-01', 'web-02'])
+    nodes.push({ name, port: await freePort(), apiPort: await freePort() });
+  const file = await databaseOnlyConfig(dir.path, {
+    failover: { checkInterval: '200ms', timeout: '1500ms' },
+    nodes: nodes.map((n, i) => ({ ...n, role: i === 0 ? 'primary' : 'replica' })),
+  });
+  const dataDir = join(dir.path, 'data');
+  const common = ['-c', file, '-d', dataDir];
+  const procs: Component[] = [];
+  t.after(async () => {
+    for (const p of procs.reverse()) await p.stop();
+    for (const pid of processesMentioning(dataDir)) process.kill(pid, 'SIGKILL');
+    dir.cleanup();
+  });
+  const start = async (args: string[]) => {
+    const c = new Component([...args, ...common]);
+    procs.push(c);
+    await c.ready();
+    return c;
+  };
+  const primary = await start(['db', '--node', 'web-01']);
+  await start(['db', '--node', 'web-02']);
+  await start(['cluster']);
+  const password = readSecret(dataDir, 'db-superuser')!;
+  await rows(nodes[0]!.port, password, 'CREATE TABLE t (v text)');
+
+  // The whole node goes: its agent and its PostgreSQL, both SIGKILLed, nobody tells the manager.
+  const enginePid = primary.details['enginePid'] as number;
+  const vanishedAt = Date.now();
+  process.kill(primary.pid, 'SIGKILL');
+  process.kill(enginePid, 'SIGKILL');
+  const s2 = await waitFor('a failover after the timeout', () => {
+    const s = readClusterState(dataDir);
+    return s && s.term === 2 ? s : undefined;
+  });
+  const took = Date.now() - vanishedAt;
+  t.diagnostic(`failover ${took} ms after the node vanished (timeout 1500 ms)`);
+  assert.equal(s2.primary, 'web-02');
+  assert.ok(took >= 1400, `the manager waited for the timeout (${took} ms)`);
+  await rows(nodes[1]!.port, password, "INSERT INTO t VALUES ('after')");
+
+  // The old node comes back on its own: it must not take writes as a second primary.
+  await start(['db', '--node', 'web-01']);
+  assert.equal(await isReplica(nodes[0]!.port, password), true, 'the returning old primary is a replica');
+  const api = await fetch(`http://127.0.0.1:${nodes[0]!.apiPort}/primary`);
+  assert.equal(api.status, 503);
+  await waitFor('the row written after the failover on the old primary', async () => {
+    const r = await rows(nodes[0]!.port, password, 'SELECT count(*)::int AS c FROM t');
+    return r[0]!['c'] === 1;
+  });
+  await assert.rejects(rows(nodes[0]!.port, password, "INSERT INTO t VALUES ('split brain')"), /read-only/);
+});
