@@ -10,7 +10,7 @@
  * waits at most 60 s for its failover and rejoin.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,7 @@ function start(args: string[]): Proc {
 
 async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): Promise<{ lost: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-soak-'));
+  chmodSync(dir, 0o755); // PostgreSQL's unprivileged user must reach it (mkdtemp makes it 0700)
   const dataDir = join(dir, 'data');
   const nodes: { name: string; port: number; apiPort: number }[] = [];
   for (let i = 1; i <= nodeCount; i++)

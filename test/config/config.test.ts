@@ -38,8 +38,10 @@ function problemsOf(raw: unknown): string[] {
 }
 
 describe('config validation', () => {
-  test('the built-in default is the design topology', () => {
-    const c = loadConfig({ cwd: tempDir().path });
+  test('the built-in default is the design topology', (t) => {
+    const dir = tempDir();
+    t.after(dir.cleanup);
+    const c = loadConfig({ cwd: dir.path });
     assert.equal(c.source, 'built-in default');
     assert.deepEqual(
       c.servers.map((s) => s.name),
@@ -185,10 +187,12 @@ describe('tandem CLI on a bad config', () => {
     assert.match(r.stderr, /line \d+, column \d+: not valid YAML/);
   });
 
-  test('tandem config prints the effective config', () => {
+  test('tandem config prints the effective config', (t) => {
+    const dir = tempDir();
+    t.after(dir.cleanup);
     const r = spawnSync(process.execPath, [TANDEM, 'config', '--json'], {
       encoding: 'utf8',
-      cwd: tempDir().path,
+      cwd: dir.path,
     });
     assert.equal(r.status, 0, r.stderr);
     const c = JSON.parse(r.stdout) as { source: string; backends: { healthCheck: { interval: number } }[] };
