@@ -2,9 +2,7 @@
  * Fixtures for the balancer tests: servers whose health, weight and load the test sets by hand, a
  * seeded random source, and a load balancer config with extra backend settings.
  */
-import { PACKAGE_ROOT, type ResolvedConfig, validateConfig } from '../../src/config/load.js';
 import type { BalancedServer, Balancer, PickContext } from '../../src/lb/balance/balancer.js';
-import { type ConfigOptions, rawConfig } from './fixtures.js';
 
 /** A server under test control: `up`, `weight`, `inFlight` and `maxConn` drive the balancer's view. */
 export class TestServer implements BalancedServer {
@@ -61,18 +59,4 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** A validated lb-01 config (see fixtures.rawConfig) whose backend `web` also gets `backend`'s keys. */
-export async function configWith(
-  opts: ConfigOptions,
-  backend: Record<string, unknown>,
-): Promise<ResolvedConfig> {
-  const raw = await rawConfig(opts);
-  const backends = raw['backends'] as Array<Record<string, unknown>>;
-  Object.assign(backends[0]!, backend);
-  const config = validateConfig(raw, 'test config');
-  return {
-    ...config,
-    source: 'test config',
-    paths: { dataDir: PACKAGE_ROOT, static: PACKAGE_ROOT, codebaseDir: PACKAGE_ROOT },
-  };
-}
+export { configWith } from './fixtures.js';

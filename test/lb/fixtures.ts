@@ -179,14 +179,35 @@ export async function rawConfig(opts: ConfigOptions): Promise<Record<string, unk
   };
 }
 
-/** A validated config, shaped like loadConfig's result. */
-export async function makeConfig(opts: ConfigOptions): Promise<ResolvedConfig> {
-  const config = validateConfig(await rawConfig(opts), 'test config');
+/** Validates a raw test config and shapes it like loadConfig's result. */
+export function resolveTestConfig(raw: unknown): ResolvedConfig {
+  const config = validateConfig(raw, 'test config');
   return {
     ...config,
     source: 'test config',
     paths: { dataDir: PACKAGE_ROOT, static: PACKAGE_ROOT, codebaseDir: PACKAGE_ROOT },
   };
+}
+
+/** A validated config, shaped like loadConfig's result. */
+export async function makeConfig(opts: ConfigOptions): Promise<ResolvedConfig> {
+  return resolveTestConfig(await rawConfig(opts));
+}
+
+/**
+ * makeConfig's config with `backend`'s keys (as written in tandem.yaml) merged into backend `web`;
+ * a `healthCheck` is merged key by key into the test defaults.
+ */
+export async function configWith(
+  opts: ConfigOptions,
+  backend: Record<string, unknown>,
+): Promise<ResolvedConfig> {
+  const raw = await rawConfig(opts);
+  const web = (raw['backends'] as Array<Record<string, unknown>>)[0]!;
+  const { healthCheck, ...rest } = backend;
+  Object.assign(web, rest);
+  if (healthCheck) web['healthCheck'] = { ...(web['healthCheck'] as object), ...(healthCheck as object) };
+  return resolveTestConfig(raw);
 }
 
 /** A logger that keeps its lines (tests stay quiet; assertions can read them). */

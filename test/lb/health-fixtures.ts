@@ -3,8 +3,8 @@
  * features add (built through the real schema), and a bounded request loop.
  */
 import type { Agent } from 'node:http';
-import { PACKAGE_ROOT, type ResolvedConfig, validateConfig } from '../../src/config/load.js';
-import { type ConfigOptions, fetch, rawConfig } from './fixtures.js';
+import type { ResolvedConfig } from '../../src/config/load.js';
+import { type ConfigOptions, configWith as configWithBackend, fetch } from './fixtures.js';
 
 /** Backend options beyond ConfigOptions, written as in tandem.yaml. */
 export interface BackendExtras {
@@ -15,19 +15,9 @@ export interface BackendExtras {
   retries?: number;
 }
 
-/** A validated config like `makeConfig`'s, with `extras` merged into backend `web`. */
-export async function configWith(opts: ConfigOptions, extras: BackendExtras): Promise<ResolvedConfig> {
-  const raw = await rawConfig(opts);
-  const backend = (raw['backends'] as Array<Record<string, unknown>>)[0]!;
-  const { healthCheck, ...rest } = extras;
-  Object.assign(backend, rest);
-  if (healthCheck) backend['healthCheck'] = { ...(backend['healthCheck'] as object), ...healthCheck };
-  const config = validateConfig(raw, 'test config');
-  return {
-    ...config,
-    source: 'test config',
-    paths: { dataDir: PACKAGE_ROOT, static: PACKAGE_ROOT, codebaseDir: PACKAGE_ROOT },
-  };
+/** makeConfig's config with `extras` merged into backend `web` (see fixtures.configWith). */
+export function configWith(opts: ConfigOptions, extras: BackendExtras): Promise<ResolvedConfig> {
+  return configWithBackend(opts, { ...extras });
 }
 
 /** Outcome of a request loop: every status seen, and who answered each 200. */

@@ -6,9 +6,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
-import { PACKAGE_ROOT, type ResolvedConfig, validateConfig } from '../../src/config/load.js';
+import type { ResolvedConfig } from '../../src/config/load.js';
 import { waitFor } from '../helpers/index.js';
-import { type ConfigOptions, rawConfig } from './fixtures.js';
+import { type ConfigOptions, rawConfig, resolveTestConfig } from './fixtures.js';
 
 /** Settings merged into the raw config of `rawConfig`. */
 export interface ExtraSettings {
@@ -34,12 +34,7 @@ export async function rawConfigWith(opts: ConfigOptions, extra: ExtraSettings): 
 
 /** A validated config (like loadConfig's result) of `rawConfig(opts)` with `extra` merged in. */
 export async function configWith(opts: ConfigOptions, extra: ExtraSettings): Promise<ResolvedConfig> {
-  const config = validateConfig(await rawConfigWith(opts, extra), 'test config');
-  return {
-    ...config,
-    source: 'test config',
-    paths: { dataDir: PACKAGE_ROOT, static: PACKAGE_ROOT, codebaseDir: PACKAGE_ROOT },
-  };
+  return resolveTestConfig(await rawConfigWith(opts, extra));
 }
 
 /** A raw TCP client: writes what the test says, keeps everything it receives. */
