@@ -1,21 +1,21 @@
 /** `tandem db status [--json]`: each node's role, activity and replication lag; the term; the last events. */
-import pg from 'pg';
 import { loadConfig } from '../config/load.js';
-import { lsnDiff, managerAlive, readClusterState, readNodeReport } from '../db/cluster/cluster-state.js';
-import { SUPERUSER } from '../db/engines/postgres.js';
-import { readSecret } from '../db/secrets.js';
+import { managerAlive, readClusterState, readNodeReport } from '../db/cluster/cluster-state.js';
+import { createDriver } from '../db/cluster/db-node.js';
+import { MariaDbDriver } from '../db/engines/mariadb-driver.js';
 import { NotRunningError, UsageError } from '../errors.js';
 import { parse } from './args.js';
 import { formatTable } from './table.js';
-import { pgClient } from '../db/pg-client.js';
 
 interface NodeStatus {
   name: string;
   address: string;
   role: string | null;
   activity: string | null;
-  lsn: string | null;
-  lagBytes: number | null;
+  /** Replayed position: LSN (PostgreSQL) or GTID position (MariaDB). */
+  position: string | null;
+  lag: number | null;
+  lagUnit: 'bytes' | 'transactions';
   lagSeconds: number | null;
   sync: string | null;
   error: string | null;
@@ -29,36 +29,13 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = config.paths.dataDir;
   const state = readClusterState(dataDir);
   if (!state) throw new NotRunningError(`the database cluster of ${dataDir} was never started`);
-  const password = readSecret(dataDir, 'db-superuser') ?? '';
-  const query = async <T extends pg.QueryResultRow>(n: { host: string; port: number }, sql: string) => {
-    const c = pgClient({
-      host: n.host,
-      port: n.port,
-      user: SUPERUSER,
-      password,
-      database: 'postgres',
-      connectionTimeoutMillis: 1500,
-    });
-    await c.connect();
-    try {
-      return (await c.query<T>(sql)).rows;
-    } finally {
-      await c.end();
-    }
-  };
+  const driver = createDriver(config);
   const primaryNode = db.nodes.find((n) => n.name === state.primary)!;
-  let primaryLsn: string | null = null;
-  const replication = new Map<string, { lag: number | null; sync: string }>();
+  let primaryPosition: string | null = null;
+  let links = new Map<string, { lagSeconds: number | null; mode: string }>();
   try {
-    const rows = await query<{ name: string; sync: string; lag: number | null; lsn: string }>(
-      primaryNode,
-      `SELECT application_name AS name, sync_state AS sync, extract(epoch FROM replay_lag)::float8 AS lag,
-              pg_current_wal_lsn()::text AS lsn FROM pg_stat_replication`,
-    );
-    for (const r of rows) replication.set(r.name, { lag: r.lag, sync: r.sync });
-    primaryLsn =
-      rows[0]?.lsn ??
-      (await query<{ lsn: string }>(primaryNode, 'SELECT pg_current_wal_lsn()::text AS lsn'))[0]!.lsn;
+    primaryPosition = (await driver.probe(primaryNode, 1500)).position;
+    links = await driver.replicaLinks(primaryNode);
   } catch {
     // the primary is down: the table says so
   }
@@ -70,24 +47,24 @@ export async function run(argv: string[]): Promise<number> {
       address: `${n.host}:${n.port}`,
       role: null,
       activity: report?.activity ?? null,
-      lsn: null,
-      lagBytes: null,
+      position: null,
+      lag: null,
+      lagUnit: driver.lagUnit,
       lagSeconds: null,
       sync: null,
       error: null,
     };
     try {
-      const [row] = await query<{ r: boolean; lsn: string }>(
-        n,
-        'SELECT pg_is_in_recovery() AS r, (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn',
-      );
-      s.role = row!.r ? 'replica' : 'primary';
-      s.lsn = row!.lsn;
-      if (row!.r) {
-        s.lagBytes = lsnDiff(primaryLsn, row!.lsn);
-        const rep = replication.get(n.name);
-        s.lagSeconds = rep ? (rep.lag ?? 0) : null;
-        s.sync = rep?.sync ?? 'not streaming';
+      const probe = await driver.probe(n, 1500);
+      s.role = probe.role;
+      s.position = probe.replayed;
+      if (probe.role === 'replica') {
+        s.lag = driver.diff(primaryPosition, probe.replayed);
+        const link = links.get(n.name);
+        s.lagSeconds = link ? link.lagSeconds : await driver.replicaLagSeconds(n).catch(() => null);
+        s.sync =
+          link?.mode ??
+          (driver instanceof MariaDbDriver ? await driver.replicaMode(n).catch(() => null) : 'not streaming');
       }
     } catch (err) {
       s.error = (err as Error).message;
@@ -112,14 +89,23 @@ export async function run(argv: string[]): Promise<number> {
     ...(state.blocked ? [`FAILOVER BLOCKED: ${state.blocked}`] : []),
     '',
     formatTable(
-      ['NODE', 'ADDRESS', 'ROLE', 'ACTIVITY', 'LSN', 'LAG BYTES', 'LAG S', 'SYNC'],
+      [
+        'NODE',
+        'ADDRESS',
+        'ROLE',
+        'ACTIVITY',
+        driver.lagUnit === 'bytes' ? 'LSN' : 'GTID',
+        `LAG ${driver.lagUnit === 'bytes' ? 'BYTES' : 'TX'}`,
+        'LAG S',
+        'SYNC',
+      ],
       nodes.map((n) => [
         n.name,
         n.address,
         n.role ?? (n.error ? 'down' : '-'),
         n.activity ?? '-',
-        n.lsn ?? '-',
-        n.lagBytes === null ? '-' : String(n.lagBytes),
+        n.position || '-',
+        n.lag === null ? '-' : String(n.lag),
         n.lagSeconds === null ? '-' : n.lagSeconds.toFixed(3),
         n.sync ?? '-',
       ]),

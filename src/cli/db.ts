@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number | undefined> {
   const snap = agent.snapshot();
   report(log, {
     type: 'ready',
-    address: `postgres://${node.host}:${node.port}`,
+    address: `${config.database!.engine === 'postgres' ? 'postgres' : 'mysql'}://${node.host}:${node.port}`,
     role: snap.role ?? undefined,
     details: { enginePid: snap.enginePid, role: snap.role, term: snap.term },
   });

@@ -72,7 +72,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const cluster = state.components.find((c) => c.kind === 'cluster');
   const dbNodes = cluster?.details['nodes'] as
-    { name: string; role: string; lagBytes: number | null }[] | undefined;
+    | { name: string; role: string; lag: number | null; lagUnit?: string; lagSeconds?: number | null }[]
+    | undefined;
   if (dbNodes) {
     out.push(
       '',
@@ -80,8 +81,15 @@ export async function run(argv: string[]): Promise<number> {
     );
     out.push(
       formatTable(
-        ['NODE', 'ROLE', 'LAG (BYTES)'],
-        dbNodes.map((n) => [n.name, n.role ?? '-', n.lagBytes === null ? '-' : String(n.lagBytes)]),
+        ['NODE', 'ROLE', 'LAG', 'LAG S'],
+        dbNodes.map((n) => [
+          n.name,
+          n.role ?? '-',
+          n.lag === null || n.lag === undefined
+            ? '-'
+            : `${n.lag} ${n.lagUnit === 'transactions' ? 'tx' : 'B'}`,
+          n.lagSeconds === null || n.lagSeconds === undefined ? '-' : n.lagSeconds.toFixed(3),
+        ]),
       ),
     );
   }

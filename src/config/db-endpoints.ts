@@ -6,7 +6,7 @@
  * - `db-writer`: every node, each checked on its agent's `GET /primary`, which only the primary
  *   of the current term passes. So the writer always reaches the current primary, and never a
  *   returning old one.
- * - `db-reader`: every node as an active server checked on `GET /replica?maxLagBytes=N` (running
+ * - `db-reader`: every node as an active server checked on `GET /replica?maxLag=N` (running
  *   replicas within the lag bound), and every node again as a backup checked on `GET /primary`:
  *   when no replica qualifies, reads go to the primary.
  */
@@ -75,7 +75,7 @@ export function withDatabaseEndpoints(raw: unknown): unknown {
       onMarkedDown: 'shutdown-sessions',
       onMarkedUp: 'shutdown-backup-sessions',
       allBackups: false,
-      healthCheck: check(`/replica?maxLagBytes=${maxLag}`),
+      healthCheck: check(`/replica?maxLag=${maxLag}`),
       servers: [
         ...nodes.map((n) => server(n)),
         ...nodes.map((n) => ({ ...server(n, '-as-primary', true), checkPath: '/primary' })),

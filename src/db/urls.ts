@@ -18,7 +18,7 @@ export function databaseUrls(config: ResolvedConfig): DatabaseUrls | undefined {
   if (!db) return undefined;
   const password = encodeURIComponent(ensureSecret(config.paths.dataDir, 'db-app'));
   const url = (n: { host: string; port: number }) =>
-    `postgres://${db.user}:${password}@${n.host}:${n.port}/${db.name}`;
+    `${db.engine === 'postgres' ? 'postgres' : 'mysql'}://${db.user}:${password}@${n.host}:${n.port}/${db.name}`;
   const frontends = config.loadBalancers.flatMap((lb) => lb.frontends);
   const writer = frontends.find((f) => f.name === WRITER && f.backend === WRITER);
   const reader = frontends.find((f) => f.name === READER && f.backend === READER);

@@ -48,7 +48,7 @@ export function componentsOf(config: ResolvedConfig, primary?: string): Componen
       name: n.name,
       host: n.host,
       stage: n.name === current ? 0 : 1,
-      address: `postgres://${n.host}:${n.port}`,
+      address: `${config.database!.engine === 'postgres' ? 'postgres' : 'mysql'}://${n.host}:${n.port}`,
       args: ['db', '--node', n.name],
     });
   }

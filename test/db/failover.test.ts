@@ -307,6 +307,11 @@ test('the primary node vanishes without a word: failover after the timeout; when
   await start(['cluster']);
   const password = readSecret(dataDir, 'db-superuser')!;
   await rows(nodes[0]!.port, password, 'CREATE TABLE t (v text)');
+  // Replication is asynchronous: the table must be on the replica before the primary goes.
+  await waitFor('the table on the replica', async () => {
+    const r = await rows(nodes[1]!.port, password, "SELECT to_regclass('t') IS NOT NULL AS ok");
+    return r[0]!['ok'] === true;
+  });
 
   // The whole node goes: its agent and its PostgreSQL, both SIGKILLed, nobody tells the manager.
   const enginePid = primary.details['enginePid'] as number;

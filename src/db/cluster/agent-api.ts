@@ -2,8 +2,10 @@
  * The node agent's HTTP API, like Patroni's REST API: what the load balancer's role-aware checks
  * ask. `GET /primary` answers 200 only on the node that runs as primary AND is the primary of the
  * current term in the cluster state — a returning old primary never passes it. `GET /replica`
- * answers 200 on a running replica (with `?maxLagBytes=N`: only within N bytes of WAL of the
- * primary), `GET /health` on any running node, `GET /status` with JSON.
+ * answers 200 on a running replica (with `?maxLag=N`: only within N of the primary, in the
+ * engine's unit: bytes of WAL for PostgreSQL, transactions for MariaDB; `maxLagBytes` is the same),
+ * `GET /health` on any running node, `GET /status` with JSON, `GET /metrics` for Prometheus (role,
+ * term, replication lag in the engine's unit and in seconds).
  */
 import { type Server, createServer } from 'node:http';
 import type { ResolvedConfig } from '../../config/load.js';
@@ -33,6 +35,11 @@ export async function startAgentApi(
   const server: Server = createServer((req, res) => {
     void answer(req.url ?? '/').then(
       ([status, body]) => {
+        if (typeof body === 'string') {
+          res.writeHead(status, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+          res.end(body);
+          return;
+        }
         res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(`${JSON.stringify(body)}\n`);
       },
@@ -61,21 +68,51 @@ export async function startAgentApi(
       }
       case '/replica': {
         if (!running || (await agent.role()) !== 'replica') return [503, body];
-        const maxLag = Number(new URLSearchParams(url.split('?')[1] ?? '').get('maxLagBytes') ?? NaN);
+        const query = new URLSearchParams(url.split('?')[1] ?? '');
+        const maxLag = Number(query.get('maxLag') ?? query.get('maxLagBytes') ?? NaN);
         if (!Number.isFinite(maxLag)) return [200, body];
-        const lagBytes = await agent.lagBytes();
-        return [
-          lagBytes !== null && lagBytes <= maxLag ? 200 : 503,
-          { ...body, lagBytes, maxLagBytes: maxLag },
-        ];
+        const lag = await agent.lag();
+        const unit = agent.engine.driver.lagUnit;
+        return [lag !== null && lag <= maxLag ? 200 : 503, { ...body, lag, lagUnit: unit, maxLag }];
       }
       case '/health':
         return [running ? 200 : 503, body];
       case '/status':
         return [200, body];
+      case '/metrics':
+        return [200, await metrics(running, state?.term ?? null)];
       default:
-        return [404, { error: `no such endpoint: ${path} (try /primary, /replica, /health, /status)` }];
+        return [
+          404,
+          { error: `no such endpoint: ${path} (try /primary, /replica, /health, /status, /metrics)` },
+        ];
     }
+  }
+
+  /** The node's gauges in the Prometheus text format. */
+  async function metrics(running: boolean, term: number | null): Promise<string> {
+    const role = running ? await agent.role().catch(() => null) : null;
+    const replica = role === 'replica';
+    const [lag, seconds] = replica ? await Promise.all([agent.lag(), agent.lagSeconds()]) : [null, null];
+    const unit = agent.engine.driver.lagUnit;
+    const label = `{node="${agent.name}"}`;
+    const gauge = (name: string, help: string, value: number | null) =>
+      value === null ? [] : [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${label} ${value}`];
+    return `${[
+      ...gauge('tandem_db_up', '1 when the node runs and answers, else 0.', running && role ? 1 : 0),
+      ...gauge('tandem_db_primary', '1 when the node is the primary, else 0.', role === 'primary' ? 1 : 0),
+      ...gauge('tandem_db_term', 'The cluster term (grows at each change of primary).', term),
+      ...gauge(
+        `tandem_db_replication_lag_${unit}`,
+        `How far this replica's replay is behind the primary, in ${unit === 'bytes' ? 'bytes of WAL' : 'transactions'}.`,
+        lag,
+      ),
+      ...gauge(
+        'tandem_db_replication_lag_seconds',
+        "Seconds this replica's replay is behind the primary.",
+        seconds,
+      ),
+    ].join('\n')}\n`;
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -84,7 +121,7 @@ export async function startAgentApi(
     );
     server.listen(port, node.host, () => resolve());
   });
-  log.info(`API on http://${node.host}:${port} (/primary, /replica, /health, /status)`);
+  log.info(`API on http://${node.host}:${port} (/primary, /replica, /health, /status, /metrics)`);
   return {
     port,
     close: () =>

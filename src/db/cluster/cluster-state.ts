@@ -24,10 +24,12 @@ export interface ClusterEvent {
   /** WAL position of the new primary when it took over. */
   lsn: string | null;
   /**
-   * Bytes of WAL the old primary had written (as last seen) that the new primary did not have:
-   * what asynchronous replication may have lost. 0 when nothing was lost; null when unknown.
+   * What the old primary had written (as last seen) that the new primary did not have: what
+   * asynchronous replication may have lost, in `lostUnit`. 0 when nothing was lost; null: unknown.
    */
-  lostBytes: number | null;
+  lost: number | null;
+  /** Bytes of WAL (PostgreSQL) or transactions (MariaDB). */
+  lostUnit: 'bytes' | 'transactions';
   note: string;
 }
 
@@ -101,7 +103,8 @@ export function initClusterState(dataDir: string, primary: string): ClusterState
         previous: null,
         at: new Date().toISOString(),
         lsn: null,
-        lostBytes: 0,
+        lost: 0,
+        lostUnit: 'bytes',
         note: 'cluster created',
       },
     ],
@@ -151,17 +154,6 @@ export function takeSwitchoverRequest(dataDir: string): SwitchoverRequest | unde
   const req = readJson<SwitchoverRequest>(file);
   if (req) rmSync(file, { force: true });
   return req;
-}
-
-/** Bytes between two LSNs written like `0/3000060` (a - b), or null if either is unknown. */
-export function lsnDiff(a: string | null | undefined, b: string | null | undefined): number | null {
-  if (!a || !b) return null;
-  return Number(lsnToBigInt(a) - lsnToBigInt(b));
-}
-
-export function lsnToBigInt(lsn: string): bigint {
-  const [hi, lo] = lsn.split('/');
-  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
 }
 
 /** The manager's heartbeat: written every check, read by agents deciding whether to wait for it. */

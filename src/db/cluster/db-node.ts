@@ -6,25 +6,27 @@
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readlinkSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import pg from 'pg';
 import type { ResolvedConfig } from '../../config/load.js';
 import type { DbNodeConfig } from '../../config/schema.js';
 import { DatabaseError, UsageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../engines/binaries.js';
-import type { Progress, Role } from '../engines/engine.js';
-import { PostgresEngine, SUPERUSER } from '../engines/postgres.js';
+import type { DatabaseEngine, EngineDriver, Progress, Role } from '../engines/engine.js';
+import { findMariaDbBinaries } from '../engines/mariadb-binaries.js';
+import { MariaDbDriver } from '../engines/mariadb-driver.js';
+import { MariaDbEngine } from '../engines/mariadb.js';
+import { PostgresEngine } from '../engines/postgres.js';
+import { PostgresDriver } from '../engines/postgres-driver.js';
 import { canExecute, canUseDirectory, engineIdentity, type RunAs } from '../engines/run-as.js';
-import { ensureSecret } from '../secrets.js';
+import { ensureSecret, readSecret } from '../secrets.js';
 import { NodeAgent } from './node-agent.js';
-import { pgClient } from '../pg-client.js';
 
 /** Where state that the engine's user cannot reach under the data dir goes instead. */
 const FALLBACK_ROOT = '/var/lib/tandem';
 
 export interface DbNodeHandle {
   readonly name: string;
-  readonly engine: PostgresEngine;
+  readonly engine: DatabaseEngine;
   role(): Promise<Role>;
   stop(): Promise<void>;
 }
@@ -40,14 +42,32 @@ export function findDbNode(config: ResolvedConfig, name: string): DbNodeConfig {
   return node;
 }
 
-/** The node's PostgreSQL data directory under the Tandem data dir. */
+/** True when the cluster runs MariaDB (`engine: mysql` or `mariadb`). */
+export function isMariaDb(config: ResolvedConfig): boolean {
+  return config.database?.engine === 'mysql' || config.database?.engine === 'mariadb';
+}
+
+/** The engine's name for messages: PostgreSQL or MariaDB. */
+export function engineLabel(config: ResolvedConfig): string {
+  return isMariaDb(config) ? 'MariaDB' : 'PostgreSQL';
+}
+
+/** SQL operations on any node, for the manager and the status commands (reads the admin password). */
+export function createDriver(config: ResolvedConfig): EngineDriver {
+  const password = readSecret(config.paths.dataDir, 'db-superuser') ?? '';
+  return isMariaDb(config)
+    ? new MariaDbDriver(password, config.database!.replication === 'sync')
+    : new PostgresDriver(password);
+}
+
+/** The node's data directory under the Tandem data dir. */
 export function nodeDataDir(config: ResolvedConfig, node: string): string {
   return join(config.paths.dataDir, 'db', node);
 }
 
 /** The node's engine, ready to start, and the generated passwords it uses. */
 export interface NodeEngine {
-  engine: PostgresEngine;
+  engine: DatabaseEngine;
   secrets: { superuser: string; replication: string; app: string };
 }
 
@@ -60,9 +80,9 @@ export async function createNodeEngine(
 ): Promise<NodeEngine> {
   const node = findDbNode(config, name);
   const db = config.database!;
-  const runAs = engineIdentity(db.runAs);
-  if (runAs) progress(`running as root: PostgreSQL will run as user "${runAs.user}"`);
-  const bins = reachableBinaries(await findPostgresBinaries(db.binDir), runAs, log);
+  const mariadb = isMariaDb(config);
+  const runAs = engineIdentity(db.runAs, mariadb ? ['mysql', 'nobody'] : ['postgres', 'nobody']);
+  if (runAs) progress(`running as root: ${engineLabel(config)} will run as user "${runAs.user}"`);
   const dataDir = reachableDataDir(nodeDataDir(config, name), runAs, log);
   const dataRoot = config.paths.dataDir;
   const secrets = {
@@ -70,12 +90,29 @@ export async function createNodeEngine(
     replication: ensureSecret(dataRoot, 'db-replication'),
     app: ensureSecret(dataRoot, 'db-app'),
   };
+  if (mariadb) {
+    const engine = new MariaDbEngine({
+      name,
+      host: node.host,
+      port: node.port,
+      dataDir,
+      bins: findMariaDbBinaries(db.binDir),
+      runAs,
+      log,
+      adminPassword: secrets.superuser,
+      replicationPassword: secrets.replication,
+      serverId: db.nodes.indexOf(node) + 1,
+      sync: db.replication === 'sync',
+    });
+    return { engine, secrets };
+  }
+  const bins = reachableBinaries(await findPostgresBinaries(db.binDir), runAs, log);
   const settings: Record<string, string> = {};
   if (db.replication === 'sync') {
     // Every node carries the setting: it only acts on the node that is primary.
     const others = db.nodes.filter((n) => n.name !== name);
     settings['synchronous_standby_names'] = `ANY 1 (${others.map((r) => `"${r.name}"`).join(', ')})`;
-    settings['synchronous_commit'] = 'on';
+    settings['synchronous_commit'] = db.synchronousCommit;
   }
   const engine = new PostgresEngine({
     name,
@@ -104,37 +141,6 @@ export async function startDbNode(
   const agent = new NodeAgent(config, name, log, progress, { api: false });
   await agent.start();
   return agent;
-}
-
-/** Waits until a node accepts superuser connections; returns a connected client. */
-export async function connectWhenReady(
-  node: { name: string; host: string; port: number },
-  password: string,
-  timeoutMs: number,
-): Promise<pg.Client> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const client = pgClient({
-      host: node.host,
-      port: node.port,
-      user: SUPERUSER,
-      password,
-      database: 'postgres',
-      connectionTimeoutMillis: 2000,
-      options: '-c synchronous_commit=local',
-    });
-    try {
-      await client.connect();
-      return client;
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      if (Date.now() > deadline)
-        throw new DatabaseError(
-          `the primary ${node.name} (${node.host}:${node.port}) did not accept connections within ${timeoutMs / 1000} s: ${(err as Error).message}`,
-        );
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /**

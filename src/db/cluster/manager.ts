@@ -6,24 +6,20 @@
  * It is the only writer of the cluster state. Agents follow the state: the new primary's peers
  * follow it, and the old primary, when it returns, is rewound into a replica (fencing).
  */
-import pg from 'pg';
 import type { ResolvedConfig } from '../../config/load.js';
 import type { DbNodeConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
-import { SUPERUSER, slotName } from '../engines/postgres.js';
-import { readSecret } from '../secrets.js';
-import { ensureSlot } from './bootstrap.js';
+import type { EngineDriver } from '../engines/engine.js';
 import {
   type ClusterEvent,
   type ClusterState,
-  lsnDiff,
   readClusterState,
   readNodeReport,
   takeSwitchoverRequest,
   writeClusterState,
   writeManagerHeartbeat,
 } from './cluster-state.js';
-import { pgClient } from '../pg-client.js';
+import { createDriver, engineLabel } from './db-node.js';
 
 /** One check of one node. */
 export interface NodeProbe {
@@ -52,14 +48,14 @@ export class ClusterManager {
   private lastPrimaryLsn: string | null = null;
   private lastBlocked: string | null = null;
   private lastReport = 0;
-  private readonly password: string;
+  private readonly driver: EngineDriver;
 
   constructor(
     private readonly config: ResolvedConfig,
     private readonly log: Logger,
     private readonly events: ManagerEvents,
   ) {
-    this.password = readSecret(config.paths.dataDir, 'db-superuser') ?? '';
+    this.driver = createDriver(config);
   }
 
   private get db() {
@@ -86,7 +82,7 @@ export class ClusterManager {
       if (!state) return; // no node has started yet
       const probes = await Promise.all(this.db.nodes.map((n) => this.probe(n)));
       const primary = probes.find((p) => p.name === state.primary)!;
-      this.reportReplication(state, probes);
+      await this.reportReplication(state, probes);
       if (primary.ok && primary.role === 'primary') {
         this.failingSince = 0;
         this.lastPrimaryLsn = primary.lsn;
@@ -105,7 +101,11 @@ export class ClusterManager {
       const report = readNodeReport(this.config.paths.dataDir, state.primary);
       const died = report?.activity === 'failed';
       if (died || now - this.failingSince >= this.db.failover.timeout) {
-        await this.failover(state, probes, died ? (report?.message ?? 'its PostgreSQL died') : primary.error);
+        await this.failover(
+          state,
+          probes,
+          died ? (report?.message ?? `its ${engineLabel(this.config)} died`) : primary.error,
+        );
       }
     } catch (err) {
       this.log.error(`check failed: ${(err as Error).message}`);
@@ -114,39 +114,34 @@ export class ClusterManager {
     }
   }
 
-  /** Sends each node's role and replication lag (bytes behind the primary) every 2 s at most. */
-  private reportReplication(state: ClusterState, probes: NodeProbe[]): void {
+  /** Sends each node's role and replication lag (engine unit and seconds) every 2 s at most. */
+  private async reportReplication(state: ClusterState, probes: NodeProbe[]): Promise<void> {
     const now = Date.now();
     if (now - this.lastReport < 2000) return;
     this.lastReport = now;
     const primary = probes.find((p) => p.name === state.primary);
-    const nodes = probes.map((p) => ({
-      name: p.name,
-      role: p.ok ? p.role : 'down',
-      lagBytes: p.ok && p.role === 'replica' ? lsnDiff(primary?.lsn, p.replayLsn) : null,
-    }));
+    const nodes = await Promise.all(
+      probes.map(async (p) => {
+        const replica = p.ok && p.role === 'replica';
+        const node = this.db.nodes.find((n) => n.name === p.name)!;
+        return {
+          name: p.name,
+          role: p.ok ? p.role : 'down',
+          lag: replica ? this.driver.diff(primary?.lsn, p.replayLsn) : null,
+          lagUnit: this.driver.lagUnit,
+          lagSeconds: replica ? await this.driver.replicaLagSeconds(node).catch(() => null) : null,
+        };
+      }),
+    );
     this.events.state({ term: state.term, primary: state.primary, nodes });
   }
 
-  /** Connects to one node and asks its role and WAL position. */
+  /** Asks one node its role and positions. */
   async probe(node: DbNodeConfig): Promise<NodeProbe> {
-    const client = this.client(node);
     try {
-      await client.connect();
-      const res = await client.query<{ r: boolean; lsn: string | null; replay: string | null }>(
-        `SELECT pg_is_in_recovery() AS r,
-                (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
-                pg_last_wal_replay_lsn()::text AS replay`,
-      );
-      const row = res.rows[0]!;
-      return {
-        name: node.name,
-        ok: true,
-        role: row.r ? 'replica' : 'primary',
-        lsn: row.lsn ?? row.replay,
-        replayLsn: row.replay,
-        error: null,
-      };
+      const timeout = Math.max(200, Math.min(1000, this.db.failover.checkInterval * 2));
+      const p = await this.driver.probe(node, timeout);
+      return { name: node.name, ok: true, role: p.role, lsn: p.position, replayLsn: p.replayed, error: null };
     } catch (err) {
       return {
         name: node.name,
@@ -156,22 +151,7 @@ export class ClusterManager {
         replayLsn: null,
         error: (err as Error).message,
       };
-    } finally {
-      await client.end().catch(() => undefined);
     }
-  }
-
-  private client(node: DbNodeConfig): pg.Client {
-    return pgClient({
-      host: node.host,
-      port: node.port,
-      user: SUPERUSER,
-      password: this.password,
-      database: 'postgres',
-      connectionTimeoutMillis: Math.max(200, Math.min(1000, this.db.failover.checkInterval * 2)),
-      options: '-c synchronous_commit=local',
-      query_timeout: 2000,
-    });
   }
 
   /** The replica with the most WAL, among the reachable ones (excluding `except`). */
@@ -179,7 +159,7 @@ export class ClusterManager {
     let best: NodeProbe | undefined;
     for (const p of probes) {
       if (!p.ok || p.role !== 'replica' || p.name === except) continue;
-      if (!best || (lsnDiff(p.lsn, best.lsn) ?? 0) > 0) best = p;
+      if (!best || (this.driver.diff(p.lsn, best.lsn) ?? 0) > 0) best = p;
     }
     return best;
   }
@@ -205,11 +185,11 @@ export class ClusterManager {
       this.block(state, `the primary ${old} is down and no replica is reachable; waiting`);
       return;
     }
-    const behind = lsnDiff(this.lastPrimaryLsn, best.lsn);
+    const behind = this.driver.diff(this.lastPrimaryLsn, best.lsn);
     if (behind !== null && behind > this.db.failover.maximumLagOnFailover) {
       this.block(
         state,
-        `the primary ${old} is down and the best replica, ${best.name}, is ${behind} bytes behind ` +
+        `the primary ${old} is down and the best replica, ${best.name}, is ${behind} ${this.driver.lagUnit} behind ` +
           `(over maximumLagOnFailover, ${this.db.failover.maximumLagOnFailover}); waiting for ${old} to return`,
       );
       return;
@@ -222,39 +202,22 @@ export class ClusterManager {
       primary: best.name,
       previous: old,
       lsn,
-      lostBytes: lost,
+      lost,
+      lostUnit: this.driver.lagUnit,
       note:
         `${old} failed: ${why ?? 'unreachable'}. ` +
         (lost === null
-          ? 'How much WAL it had that was not replicated is unknown.'
-          : `At its last check it had ${lost} bytes of WAL ${best.name} did not have` +
+          ? 'How much it had that was not replicated is unknown.'
+          : `At its last check it had ${lost} ${this.driver.lagUnit} ${best.name} did not have` +
             (this.db.replication === 'sync' ? ' (sync replication: none of it was acknowledged).' : '.')),
     });
   }
 
-  /** Waits for a replica to replay what it received, promotes it, creates its peers' slots. */
-  private async promote(name: string): Promise<string | null> {
+  /** Lets a replica apply what it received, promotes it, prepares it for its peers. */
+  private promote(name: string): Promise<string | null> {
     const node = this.db.nodes.find((n) => n.name === name)!;
-    const client = this.client(node);
-    await client.connect();
-    try {
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const r = await client.query<{ d: string | null }>(
-          'SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS d',
-        );
-        if (Number(r.rows[0]?.d ?? 0) <= 0 || Date.now() > deadline) break;
-        await new Promise((res) => setTimeout(res, 50));
-      }
-      const res = await client.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
-      if (!res.rows[0]?.ok) throw new Error(`${name} did not finish its promotion within 60 s`);
-      for (const other of this.db.nodes)
-        if (other.name !== name) await ensureSlot(client, slotName(other.name));
-      const lsn = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      return lsn.rows[0]?.lsn ?? null;
-    } finally {
-      await client.end();
-    }
+    const peers = this.db.nodes.filter((n) => n.name !== name).map((n) => n.name);
+    return this.driver.promote(node, peers, (m) => this.events.progress(m));
   }
 
   private record(state: ClusterState, event: Omit<ClusterEvent, 'term' | 'at'>): void {
@@ -298,7 +261,7 @@ export class ClusterManager {
       stopLsn &&
       (await waitUntil(30_000, async () => {
         const p = await this.probe(node);
-        return p.ok && (lsnDiff(p.replayLsn, stopLsn) ?? -1) >= 0 ? true : undefined;
+        return p.ok && (this.driver.diff(p.replayLsn, stopLsn) ?? -1) >= 0 ? true : undefined;
       }));
     if (!stopLsn || !caughtUp) {
       this.events.progress(
@@ -314,7 +277,8 @@ export class ClusterManager {
       primary: target.name,
       previous: old,
       lsn,
-      lostBytes: 0,
+      lost: 0,
+      lostUnit: this.driver.lagUnit,
       note: `asked for; ${old} stopped at ${stopLsn} and ${target.name} had replayed all of it`,
     });
   }

@@ -16,42 +16,17 @@ import type { ResolvedConfig } from '../../config/load.js';
 import type { DbNodeConfig } from '../../config/schema.js';
 import { DatabaseError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Progress, ReplicationSource, Role } from '../engines/engine.js';
-import { type PostgresEngine, slotName } from '../engines/postgres.js';
+import type { DatabaseEngine, Progress, ReplicationSource, Role } from '../engines/engine.js';
 import { type AgentApi, startAgentApi } from './agent-api.js';
-import { bootstrapPrimary, ensureSlot } from './bootstrap.js';
 import {
   type ClusterState,
   type NodeActivity,
   initClusterState,
-  lsnDiff,
   managerAlive,
   readClusterState,
   writeNodeReport,
 } from './cluster-state.js';
-import { connectWhenReady, createNodeEngine, findDbNode, nodeDataDir } from './db-node.js';
-import { pgClient } from '../pg-client.js';
-import { SUPERUSER } from '../engines/postgres.js';
-
-/** The current WAL position of a primary. */
-async function queryLsn(node: DbNodeConfig, password: string): Promise<string | null> {
-  const client = pgClient({
-    host: node.host,
-    port: node.port,
-    user: SUPERUSER,
-    password,
-    database: 'postgres',
-    connectionTimeoutMillis: 500,
-  });
-  await client.connect();
-  try {
-    return (
-      (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn ?? null
-    );
-  } finally {
-    await client.end();
-  }
-}
+import { createNodeEngine, engineLabel, findDbNode, nodeDataDir } from './db-node.js';
 
 /** Time a replica gets to stream from a new primary before it is rewound. */
 const FOLLOW_GRACE_MS = 10_000;
@@ -68,7 +43,7 @@ export interface NodeAgentOptions {
 export class NodeAgent {
   readonly name: string;
   private readonly node: DbNodeConfig;
-  private engineRef: PostgresEngine | undefined;
+  private engineRef: DatabaseEngine | undefined;
   private secrets: { superuser: string; replication: string; app: string } | undefined;
   /** The term this node follows. */
   term = 0;
@@ -84,6 +59,7 @@ export class NodeAgent {
   private api: AgentApi | undefined;
   private lastSnapshot = '';
   private lagCache: { at: number; value: number | null } = { at: 0, value: null };
+  private readonly label: string;
   /** Set after following a new primary: by then the replica must stream from it. */
   private followDeadline = 0;
 
@@ -96,9 +72,10 @@ export class NodeAgent {
   ) {
     this.name = name;
     this.node = findDbNode(config, name);
+    this.label = engineLabel(config);
   }
 
-  get engine(): PostgresEngine {
+  get engine(): DatabaseEngine {
     if (!this.engineRef) throw new DatabaseError(`${this.name}: the engine is not set up yet`);
     return this.engineRef;
   }
@@ -109,27 +86,37 @@ export class NodeAgent {
   }
 
   /**
-   * Bytes of WAL this replica has yet to replay to be where the primary is (null when either is
-   * unreachable). Cached for a quarter second: the load balancer asks often.
+   * How far this replica's replay is behind the primary, in the engine's unit (bytes of WAL for
+   * PostgreSQL, transactions for MariaDB); null when either is unreachable. Cached for a quarter
+   * second: the load balancer asks often.
    */
-  async lagBytes(): Promise<number | null> {
+  async lag(): Promise<number | null> {
     if (Date.now() - this.lagCache.at < 250) return this.lagCache.value;
     let value: number | null = null;
     try {
       const state = readClusterState(this.dataRoot);
       if (state && state.primary !== this.name) {
-        const primary = findDbNode(this.config, state.primary);
+        const driver = this.engine.driver;
         const [mine, theirs] = await Promise.all([
-          this.engine.walPosition(),
-          queryLsn(primary, this.secrets!.superuser),
+          driver.probe(this.node, 1000),
+          driver.probe(findDbNode(this.config, state.primary), 1000),
         ]);
-        value = lsnDiff(theirs, mine.replayLsn);
+        value = driver.diff(theirs.position, mine.replayed);
       }
     } catch {
       value = null; // the primary or this node is unreachable: unknown lag
     }
     this.lagCache = { at: Date.now(), value };
     return value;
+  }
+
+  /** Seconds this replica's replay is behind (null when unknown or not a replica). */
+  async lagSeconds(): Promise<number | null> {
+    try {
+      return await this.engine.driver.replicaLagSeconds(this.node);
+    } catch {
+      return null;
+    }
   }
 
   /** What the agent knows, for its API and reports. */
@@ -201,17 +188,15 @@ export class NodeAgent {
         role = 'primary';
       }
       if (role === 'primary') {
-        this.progress('creating roles, database and replication slots');
-        const client = engine.client();
-        await client.connect();
-        try {
-          await bootstrapPrimary(client, this.config.database!, me, {
-            replication: this.secrets!.replication,
-            app: this.secrets!.app,
-          });
-        } finally {
-          await client.end();
-        }
+        this.progress('creating accounts, database and replication needs');
+        const db = this.config.database!;
+        await engine.bootstrap({
+          database: db.name,
+          user: db.user,
+          replicas: db.nodes.filter((n) => n.name !== me).map((n) => n.name),
+          secrets: { replication: this.secrets!.replication, app: this.secrets!.app },
+        });
+        await engine.openForWrites();
       }
       this.runningRole = role;
     } catch (err) {
@@ -231,12 +216,7 @@ export class NodeAgent {
 
   private async waitForPrimary(primary: ReplicationSource): Promise<void> {
     this.progress(`waiting for the primary ${primary.name} (${primary.host}:${primary.port})`);
-    const client = await connectWhenReady(primary, this.secrets!.superuser, 120_000);
-    try {
-      await ensureSlot(client, slotName(this.name));
-    } finally {
-      await client.end();
-    }
+    await this.engine.driver.prepareForReplica(primary, this.name, 120_000);
   }
 
   /** One look at the cluster state; acts on a change. Never overlaps itself. */
@@ -317,22 +297,7 @@ export class NodeAgent {
   private async stopForSwitchover(): Promise<void> {
     this.progress('switchover: stopping this primary cleanly so the new primary has every write');
     this.setActivity('demoting');
-    const client = this.engine.client();
-    await client.connect();
-    try {
-      await client.query('ALTER SYSTEM SET default_transaction_read_only = on');
-      await client.query('SELECT pg_reload_conf()');
-      await client.query(
-        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = $1 AND pid <> pg_backend_pid()',
-        ['client backend'],
-      );
-      await client.query('CHECKPOINT');
-      const res = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      this.stopLsn = res.rows[0]!.lsn;
-      await client.query('ALTER SYSTEM RESET default_transaction_read_only');
-    } finally {
-      await client.end();
-    }
+    this.stopLsn = await this.engine.fenceForSwitchover();
     await this.engine.stop();
     this.runningRole = null;
     this.setActivity('stopped', `stopped for a switchover at ${this.stopLsn}`);
@@ -342,8 +307,8 @@ export class NodeAgent {
     this.engineDied = true;
     this.diedAt = Date.now();
     this.runningRole = null;
-    this.setActivity('failed', `PostgreSQL ${why}`);
-    this.log.error(`${this.name}: PostgreSQL ${why}`);
+    this.setActivity('failed', `${this.label} ${why}`);
+    this.log.error(`${this.name}: ${this.label} ${why}`);
   }
 
   /**
@@ -362,8 +327,8 @@ export class NodeAgent {
     if (state.primary === me && Date.now() - this.diedAt < 500) return; // let the manager see the death
     this.progress(
       state.primary === me
-        ? `restarting PostgreSQL in place (${state.blocked ?? 'no failover'})`
-        : `PostgreSQL restarting as a replica of ${state.primary} (term ${state.term})`,
+        ? `restarting ${this.label} in place (${state.blocked ?? 'no failover'})`
+        : `${this.label} restarting as a replica of ${state.primary} (term ${state.term})`,
     );
     await this.bringUp(state);
   }

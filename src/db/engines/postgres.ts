@@ -27,14 +27,14 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { DatabaseError, PortInUseError } from '../../errors.js';
 import { isProcessAlive } from '../../process-alive.js';
 import type { Logger } from '../../log.js';
 import type { PostgresBinaries } from './binaries.js';
-import type { DatabaseEngine, Progress, ReplicationSource, Role } from './engine.js';
+import type { BootstrapPlan, DatabaseEngine, Progress, ReplicationSource, Role } from './engine.js';
+import { PostgresDriver, REPLICATION_USER, SUPERUSER, ensureSlot, slotName } from './postgres-driver.js';
 import type { RunAs } from './run-as.js';
-import { pgClient } from '../pg-client.js';
 
 export interface PostgresOptions {
   /** Node name; also the PostgreSQL cluster_name and the replica's application_name. */
@@ -58,13 +58,7 @@ export interface PostgresOptions {
   cloneMethod?: 'auto' | 'pg_basebackup' | 'copy' | undefined;
 }
 
-export const REPLICATION_USER = 'replicator';
-export const SUPERUSER = 'postgres';
-
-/** Name of the physical replication slot the primary keeps for a replica node. */
-export function slotName(node: string): string {
-  return `tandem_${node.replace(/[^a-z0-9]/g, '_')}`;
-}
+export { REPLICATION_USER, SUPERUSER, slotName } from './postgres-driver.js';
 
 /** Files and directories a clone must not copy from a running primary (per the PostgreSQL docs). */
 const CLONE_SKIP_CONTENTS = new Set([
@@ -92,8 +86,11 @@ export class PostgresEngine implements DatabaseEngine {
   private stopping = false;
   private exitListener: ((description: string) => void) | undefined;
   private readonly recentLines: string[] = [];
+  readonly driver: PostgresDriver;
 
-  constructor(private readonly opts: PostgresOptions) {}
+  constructor(private readonly opts: PostgresOptions) {
+    this.driver = new PostgresDriver(opts.superuserPassword);
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -205,7 +202,7 @@ export class PostgresEngine implements DatabaseEngine {
 
   /** Non-exclusive low-level base backup: pg_backup_start, copy the files, pg_backup_stop. */
   private async copyClone(source: ReplicationSource): Promise<void> {
-    const client = this.client('postgres', source);
+    const client = this.client(source);
     await client.connect();
     try {
       await client.query('SELECT pg_backup_start($1, true)', [`tandem clone for ${this.opts.name}`]);
@@ -245,7 +242,7 @@ export class PostgresEngine implements DatabaseEngine {
       try {
         // A just-promoted primary writes its new timeline to its control file at its next
         // checkpoint; pg_rewind reads it there (without it: "no rewind required", wrongly).
-        const client = this.client('postgres', source);
+        const client = this.client(source);
         await client.connect();
         try {
           await client.query('CHECKPOINT');
@@ -314,23 +311,6 @@ export class PostgresEngine implements DatabaseEngine {
       const res = await client.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
       if (!res.rows[0]?.ok)
         throw new DatabaseError(`${this.opts.name}: promotion did not finish within 60 s`);
-    } finally {
-      await client.end();
-    }
-  }
-
-  /** The node's WAL position: written (primary) or received (replica), and replayed. */
-  async walPosition(): Promise<{ role: Role; lsn: string | null; replayLsn: string | null }> {
-    const client = this.client();
-    await client.connect();
-    try {
-      const res = await client.query<{ r: boolean; lsn: string | null; replay: string | null }>(
-        `SELECT pg_is_in_recovery() AS r,
-                CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
-                pg_last_wal_replay_lsn()::text AS replay`,
-      );
-      const row = res.rows[0]!;
-      return { role: row.r ? 'replica' : 'primary', lsn: row.lsn, replayLsn: row.replay };
     } finally {
       await client.end();
     }
@@ -445,17 +425,52 @@ export class PostgresEngine implements DatabaseEngine {
   }
 
   /** A superuser client to this node, or to `at` (another node of the cluster); not connected. */
-  client(database = 'postgres', at: { host: string; port: number } = this.opts): pg.Client {
-    return pgClient({
-      host: at.host,
-      port: at.port,
-      user: SUPERUSER,
-      password: this.opts.superuserPassword,
-      database,
-      connectionTimeoutMillis: 2000,
-      // Tandem's own administrative writes never wait for a synchronous replica.
-      options: '-c synchronous_commit=local',
-    });
+  client(at: { host: string; port: number } = this.opts): pg.Client {
+    return this.driver.client(at);
+  }
+
+  /**
+   * The replication role, the codebase's role and database, one physical slot per replica.
+   * Idempotent: run on every start of a primary, it also re-applies the passwords.
+   */
+  async bootstrap(plan: BootstrapPlan): Promise<void> {
+    const client = this.client();
+    await client.connect();
+    try {
+      await ensureRole(client, REPLICATION_USER, 'REPLICATION LOGIN', plan.secrets.replication);
+      await ensureRole(client, plan.user, 'LOGIN', plan.secrets.app);
+      const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [plan.database]);
+      if (exists.rowCount === 0)
+        await client.query(
+          `CREATE DATABASE ${client.escapeIdentifier(plan.database)} OWNER ${client.escapeIdentifier(plan.user)}`,
+        );
+      for (const replica of plan.replicas) await ensureSlot(client, slotName(replica));
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** A PostgreSQL primary takes writes as soon as it runs. */
+  async openForWrites(): Promise<void> {}
+
+  /** Read-only by default, client sessions ended, a checkpoint; resolves with the WAL position. */
+  async fenceForSwitchover(): Promise<string> {
+    const client = this.client();
+    await client.connect();
+    try {
+      await client.query('ALTER SYSTEM SET default_transaction_read_only = on');
+      await client.query('SELECT pg_reload_conf()');
+      await client.query(
+        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = $1 AND pid <> pg_backend_pid()',
+        ['client backend'],
+      );
+      await client.query('CHECKPOINT');
+      const res = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+      await client.query('ALTER SYSTEM RESET default_transaction_read_only');
+      return res.rows[0]!.lsn;
+    } finally {
+      await client.end();
+    }
   }
 
   async role(): Promise<Role> {
@@ -586,6 +601,19 @@ export class PostgresEngine implements DatabaseEngine {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
   }
+}
+
+async function ensureRole(
+  client: pg.Client,
+  role: string,
+  attributes: string,
+  password: string,
+): Promise<void> {
+  const exists = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  const verb = exists.rowCount === 0 ? 'CREATE' : 'ALTER';
+  await client.query(
+    `${verb} ROLE ${client.escapeIdentifier(role)} WITH ${attributes} PASSWORD ${client.escapeLiteral(password)}`,
+  );
 }
 
 /** Copies a live data directory for a base backup, skipping what the docs say to skip. */

@@ -12,9 +12,9 @@ export interface RunAs {
 }
 
 /** The identity to run the engine as, or undefined when we are not root (run as ourselves). */
-export function engineIdentity(configured?: string): RunAs | undefined {
+export function engineIdentity(configured?: string, defaults = ['postgres', 'nobody']): RunAs | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  const candidates = configured ? [configured] : ['postgres', 'nobody'];
+  const candidates = configured ? [configured] : defaults;
   for (const user of candidates) {
     const ids = lookup(user);
     if (ids) return { user, ...ids };
@@ -22,7 +22,7 @@ export function engineIdentity(configured?: string): RunAs | undefined {
   throw new MissingDependencyError(
     configured
       ? `database.runAs: there is no system user "${configured}" on this machine. Create it (useradd --system ${configured}) or pick another.`
-      : 'running as root, and neither a "postgres" nor a "nobody" user exists to run PostgreSQL as. Create one (useradd --system postgres) or set database.runAs.',
+      : `running as root, and none of the users ${defaults.map((u) => `"${u}"`).join(', ')} exists to run the database engine as. Create one (useradd --system ${defaults[0]}) or set database.runAs.`,
   );
 }
 
