@@ -1,9 +1,9 @@
 /**
- * `npm run soak:failover [-- --kills 10 --mode sync|async|both --nodes 3]`
+ * `npm run soak:failover [-- --kills 10 --mode sync|async|both --nodes 3 --engine postgres|mysql]`
  *
- * Repeated failovers with real PostgreSQL: three nodes under `tandem db` agents and a
+ * Repeated failovers with a real engine (PostgreSQL by default, or MariaDB): three nodes under `tandem db` agents and a
  * `tandem cluster` manager; a writer inserts rows one at a time into whichever node the cluster
- * state names primary and logs every acknowledged id; the primary's PostgreSQL is killed with
+ * state names primary and logs every acknowledged id; the primary's engine is killed with
  * SIGKILL, again and again. After each kill: the time until a write succeeds on the new primary,
  * and, at the end, every acknowledged id that is missing from the final primary. Sync mode must
  * lose none (the script exits 1 if it does); async mode reports what it lost. Bounded: each kill
@@ -16,10 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { stringify } from 'yaml';
 import { readClusterState } from '../src/db/cluster/cluster-state.js';
 import { readSecret } from '../src/db/secrets.js';
+import { type Engine, type SqlSession, connect as connectSql, isDuplicateKey } from '../test/helpers/sql.js';
 
 const TANDEM = fileURLToPath(new URL('../../bin/tandem.js', import.meta.url));
 
@@ -71,9 +71,14 @@ function start(args: string[]): Proc {
   return proc;
 }
 
-async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): Promise<{ lost: number }> {
+async function soak(
+  engine: Engine,
+  mode: 'sync' | 'async',
+  kills: number,
+  nodeCount: number,
+): Promise<{ lost: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-soak-'));
-  chmodSync(dir, 0o755); // PostgreSQL's unprivileged user must reach it (mkdtemp makes it 0700)
+  chmodSync(dir, 0o755); // the engine's unprivileged user must reach it (mkdtemp makes it 0700)
   const dataDir = join(dir, 'data');
   const nodes: { name: string; port: number; apiPort: number }[] = [];
   for (let i = 1; i <= nodeCount; i++)
@@ -93,6 +98,7 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
       ],
       backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
       database: {
+        engine,
         replication: mode,
         endpoints: { enabled: false },
         failover: { checkInterval: '200ms', timeout: '1500ms' },
@@ -115,20 +121,7 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
     procs.push(manager);
     await manager.ready;
     const password = readSecret(dataDir, 'db-superuser')!;
-    const connect = async (port: number) => {
-      const c = new pg.Client({
-        host: '127.0.0.1',
-        port,
-        user: 'postgres',
-        password,
-        database: 'app',
-        connectionTimeoutMillis: 500,
-        query_timeout: 3000,
-      });
-      c.on('error', () => undefined);
-      await c.connect();
-      return c;
-    };
+    const connect = (port: number) => connectSql({ engine, port, password, timeoutMs: 500 });
     const setup = await connect(nodes[0]!.port);
     await setup.query('CREATE TABLE acked (id int PRIMARY KEY)');
     await setup.end();
@@ -138,7 +131,7 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
     const ackAt: { t: number; node: string }[] = [];
     let running = true;
     const writer = (async () => {
-      let client: pg.Client | undefined;
+      let client: SqlSession | undefined;
       let node = '';
       let next = 1;
       while (running) {
@@ -152,7 +145,7 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
           ackAt.push({ t: Date.now(), node });
           next++;
         } catch (err) {
-          if ((err as { code?: string }).code === '23505') next++; // committed, acknowledgement lost
+          if (isDuplicateKey(err)) next++; // committed, acknowledgement lost
           await client?.end().catch(() => undefined);
           client = undefined;
           await new Promise((r) => setTimeout(r, 20));
@@ -177,12 +170,9 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
       );
       // The old primary must be a replica again before the next kill.
       await until(`${before.primary} to rejoin`, async () => {
-        const c = await connect(nodes.find((n) => n.name === before.primary)!.port);
-        try {
-          return (await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r === true ? true : undefined;
-        } finally {
-          await c.end();
-        }
+        const api = nodes.find((n) => n.name === before.primary)!.apiPort;
+        const r = await fetch(`http://127.0.0.1:${api}/replica`, { signal: AbortSignal.timeout(1000) });
+        return r.status === 200 ? true : undefined;
       });
       const event = after.history.at(-1)!;
       rows.push(
@@ -194,7 +184,7 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
     await writer;
     const final = readClusterState(dataDir)!.primary;
     const c = await connect(nodes.find((n) => n.name === final)!.port);
-    const present = new Set((await c.query('SELECT id FROM acked')).rows.map((r) => r.id as number));
+    const present = new Set((await c.query('SELECT id FROM acked')).map((r) => Number(r['id'])));
     await c.end();
     const lost = acked.filter((id) => !present.has(id));
     console.log(
@@ -213,8 +203,15 @@ async function soak(mode: 'sync' | 'async', kills: number, nodeCount: number): P
 }
 
 const { values } = parseArgs({
-  options: { kills: { type: 'string' }, mode: { type: 'string' }, nodes: { type: 'string' } },
+  options: {
+    kills: { type: 'string' },
+    mode: { type: 'string' },
+    nodes: { type: 'string' },
+    engine: { type: 'string' },
+  },
 });
+const engine: Engine = values.engine === 'mysql' || values.engine === 'mariadb' ? 'mysql' : 'postgres';
+const label = engine === 'mysql' ? 'MariaDB' : 'PostgreSQL';
 const kills = Number(values.kills ?? 10);
 const nodeCount = Number(values.nodes ?? 3);
 const modes: ('sync' | 'async')[] =
@@ -222,9 +219,9 @@ const modes: ('sync' | 'async')[] =
 let failed = false;
 for (const mode of modes) {
   console.log(
-    `== ${mode} replication, ${nodeCount} nodes, ${kills} kills of the primary's PostgreSQL (SIGKILL)`,
+    `== ${label}, ${mode} replication, ${nodeCount} nodes, ${kills} kills of the primary's engine (SIGKILL)`,
   );
-  const r = await soak(mode, kills, nodeCount);
+  const r = await soak(engine, mode, kills, nodeCount);
   if (mode === 'sync' && r.lost > 0) failed = true;
 }
 if (failed) {
