@@ -338,4 +338,11 @@ test('the primary node vanishes without a word: failover after the timeout; when
     return r[0]!['c'] === 1;
   });
   await assert.rejects(rows(nodes[0]!.port, password, "INSERT INTO t VALUES ('split brain')"), /read-only/);
+  // Its lag, in bytes of WAL and seconds, for Prometheus; the primary says it is one.
+  const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.apiPort}/metrics`)).text();
+  assert.match(metrics, /^tandem_db_replication_lag_bytes\{node="web-01"\} \d+$/m);
+  assert.match(metrics, /^tandem_db_replication_lag_seconds\{node="web-01"\} [\d.]+$/m);
+  assert.match(metrics, /^tandem_db_term\{node="web-01"\} 2$/m);
+  const primaryMetrics = await (await fetch(`http://127.0.0.1:${nodes[1]!.apiPort}/metrics`)).text();
+  assert.match(primaryMetrics, /^tandem_db_primary\{node="web-02"\} 1$/m);
 });

@@ -205,6 +205,17 @@ test('MariaDB, sync replication: SIGKILL of the primary loses no acknowledged wr
     'the old primary refuses writes',
   );
   assert.equal(await s.api(first, '/primary'), 503);
+  // Its lag, in transactions and seconds, for Prometheus.
+  const metrics = await (await fetch(`http://127.0.0.1:${first.apiPort}/metrics`)).text();
+  assert.match(
+    metrics,
+    new RegExp(`^tandem_db_replication_lag_transactions\\{node="${first.name}"\\} [\\d.]+$`, 'm'),
+  );
+  assert.match(
+    metrics,
+    new RegExp(`^tandem_db_replication_lag_seconds\\{node="${first.name}"\\} [\\d.]+$`, 'm'),
+  );
+  assert.match(metrics, /^tandem_db_primary\{node="db-01"\} 0$/m);
 
   // Switchover back while writes go on.
   const sw = new Component(['db', 'switchover', '--to', first.name, '-c', s.file, '-d', s.dataDir]);
@@ -244,7 +255,16 @@ test('MariaDB, async replication: lost transactions are counted; the diverged ol
   // Replication stops: the next writes are acknowledged (async) but reach no replica.
   for (const n of [second, third]) await s.direct(n, 'STOP SLAVE');
   for (let id = 2; id <= 6; id++) await sql(w, 'INSERT INTO t VALUES ($1)', [id]);
-  await new Promise((r) => setTimeout(r, 600)); // the manager sees the primary's last position
+  // The manager has seen the primary's last position: it reports both replicas 5 behind.
+  await waitFor(
+    'the manager to see the replicas 5 transactions behind',
+    () => {
+      const cluster = s.stack.status().components.find((c) => c.id === 'cluster');
+      const nodes = (cluster?.details['nodes'] ?? []) as { name: string; lag: number | null }[];
+      return nodes.filter((n) => n.lag === 5).length === 2;
+    },
+    { timeout: 15_000 },
+  );
 
   process.kill(s.enginePid(first.name), 'SIGKILL');
   const after = await waitFor('a failover', () => {
