@@ -8,24 +8,27 @@ import { type Database, DatabaseUnavailable } from './database.js';
 import { HttpError, readBody, redirect, sendHtml, sendJson } from './http.js';
 import { type Origin, renderMessagePage, renderUnavailablePage, renderUsersPage } from './pages.js';
 import { createUser, deleteUser, listUsers, parseUserId, validateNewUser } from './users.js';
-import { isWalPosition } from '../src/db/client.js';
 
 /**
- * Read-your-writes across requests: a write's WAL position travels to the next read in a cookie
- * (the form flow: POST then redirect to GET /) or in the `X-DB-After` header (the API, which
- * answers writes with `X-DB-Position`). A read given one waits for a replica that has it.
+ * Read-your-writes across requests: a write's position (a PostgreSQL LSN or a MariaDB GTID
+ * position) travels to the next read in a cookie (the form flow: POST then redirect to GET /) or in
+ * the `X-DB-After` header (the API, which answers writes with `X-DB-Position`). A read given one
+ * waits for a replica that has it. A value that is not a position of the engine is ignored.
  */
 const POSITION_COOKIE = 'tandem-pos';
 
-function positionOf(req: IncomingMessage): string | undefined {
+function positionOf(ctx: AppContext, req: IncomingMessage): string | undefined {
   const header = req.headers['x-db-after'];
-  if (isWalPosition(header)) return header;
-  const cookie =
-    /(?:^|;\s*)tandem-pos=([0-9A-Fa-f]{1,8}%2F[0-9A-Fa-f]{1,8}|[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})/.exec(
-      req.headers.cookie ?? '',
-    )?.[1];
-  const value = cookie === undefined ? undefined : decodeURIComponent(cookie);
-  return isWalPosition(value) ? value : undefined;
+  if (ctx.db.isPosition(header)) return header;
+  const cookie = /(?:^|;\s*)tandem-pos=([^;\s]{1,1024})/.exec(req.headers.cookie ?? '')?.[1];
+  if (cookie === undefined) return undefined;
+  let value: string;
+  try {
+    value = decodeURIComponent(cookie);
+  } catch {
+    return undefined; // not percent-encoding we wrote
+  }
+  return ctx.db.isPosition(value) ? value : undefined;
 }
 
 function rememberPosition(res: ServerResponse, position: string): void {
@@ -136,7 +139,7 @@ async function health(ctx: AppContext, _req: IncomingMessage, res: ServerRespons
 }
 
 async function apiList(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { users, node } = await listUsers(ctx.db, positionOf(req));
+  const { users, node } = await listUsers(ctx.db, positionOf(ctx, req));
   sendJson(res, 200, { users }, { 'x-db-node': node });
 }
 
@@ -177,7 +180,7 @@ async function apiDelete(
 }
 
 async function pageUsers(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { users, node } = await listUsers(ctx.db, positionOf(req));
+  const { users, node } = await listUsers(ctx.db, positionOf(ctx, req));
   sendHtml(res, 200, renderUsersPage({ origin: originOf(ctx, node), users }), { 'x-db-node': node });
 }
 

@@ -1,5 +1,6 @@
 /**
- * The demo codebase Tandem's servers run: a small users app on node:http and PostgreSQL.
+ * The demo codebase Tandem's servers run: a small users app on node:http and PostgreSQL or
+ * MariaDB (through tandem/db, the same code on both).
  *
  * Environment (set by the application server for each process):
  *   PORT, HOST                  where to listen (default 3000 on 127.0.0.1)

@@ -1,6 +1,8 @@
 /**
- * The demo's one resource: users. Each query also returns which database node answered and its
- * role, in the same statement, so the answer and the node it names can never disagree.
+ * The demo's one resource: users. Each answer also says which database node gave it and its role,
+ * read on the same connection as the data (in the same statement, or the same transaction), so the
+ * answer and the node it names can never disagree. The statements are the same on PostgreSQL and
+ * MariaDB; only the node's name and role come from the engine's dialect.
  */
 import type { Database } from './database.js';
 
@@ -21,29 +23,41 @@ export interface NewUser {
   email: string;
 }
 
-/** The name of the node (its cluster_name, else its address) and whether it is a replica. */
-const ANSWERED_BY = `coalesce(nullif(current_setting('cluster_name'), ''),
-    host(inet_server_addr()) || ':' || inet_server_port(), 'local') AS node,
-  pg_is_in_recovery() AS replica`;
-
 interface Answer {
   node: string;
-  replica: boolean;
+  /** true/false on PostgreSQL, 1/0 on MariaDB. */
+  replica: boolean | number;
+}
+
+/** A users row as either engine returns it. */
+interface UserRow {
+  id: number | string;
+  name: string;
+  email: string;
+  created_at: Date | string;
 }
 
 function label(row: Answer): NodeLabel {
   return `${row.node} (${row.replica ? 'replica' : 'primary'})`;
 }
 
+function toUser(row: UserRow): User {
+  const at = row.created_at instanceof Date ? row.created_at.toISOString() : String(row.created_at);
+  return { id: Number(row.id), name: row.name, email: row.email, created_at: at };
+}
+
 /** Every user, oldest first, read from a reader. */
 export async function listUsers(db: Database, after?: string): Promise<{ users: User[]; node: NodeLabel }> {
-  const row = await db.read<Answer & { users: User[] }>(
-    `SELECT ${ANSWERED_BY},
-       coalesce((SELECT json_agg(u ORDER BY u.id) FROM users u), '[]'::json) AS users`,
+  // One row even when there is no user, so the node is named in every case.
+  const rows = await db.read<Answer & { [K in keyof UserRow]: UserRow[K] | null }>(
+    `SELECT ${db.dialect.answeredBy}, u.id, u.name, u.email, u.created_at
+       FROM (SELECT 1 AS one) AS answer LEFT JOIN users AS u ON TRUE
+      ORDER BY u.id`,
     [],
     after,
   );
-  return { users: row.users, node: label(row) };
+  const users = rows.filter((r): r is Answer & UserRow => r.id !== null).map(toUser);
+  return { users, node: label(rows[0]!) };
 }
 
 /** Inserts a user on the writer. */
@@ -51,12 +65,15 @@ export async function createUser(
   db: Database,
   user: NewUser,
 ): Promise<{ user: User; node: NodeLabel; position: string }> {
-  const row = await db.write<Answer & { user: User }>(
-    `WITH inserted AS (INSERT INTO users (name, email) VALUES ($1, $2) RETURNING *)
-     SELECT ${ANSWERED_BY}, row_to_json(i) AS user FROM inserted i`,
-    [user.name, user.email],
-  );
-  return { user: row.user, node: label(row), position: row.position };
+  const { result, position } = await db.transaction(async (tx) => {
+    const inserted = await tx.query<UserRow>(
+      'INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email, created_at',
+      [user.name, user.email],
+    );
+    const answer = await tx.query<Answer>(`SELECT ${db.dialect.answeredBy}`);
+    return { user: toUser(inserted.rows[0]!), node: label(answer.rows[0]!) };
+  });
+  return { ...result, position };
 }
 
 /** Deletes a user on the writer; `deleted` is false when there was no such user. */
@@ -64,12 +81,12 @@ export async function deleteUser(
   db: Database,
   id: string,
 ): Promise<{ deleted: boolean; node: NodeLabel; position: string }> {
-  const row = await db.write<Answer & { deleted: number }>(
-    `WITH deleted AS (DELETE FROM users WHERE id = $1 RETURNING id)
-     SELECT ${ANSWERED_BY}, (SELECT count(*) FROM deleted)::int AS deleted`,
-    [id],
-  );
-  return { deleted: row.deleted > 0, node: label(row), position: row.position };
+  const { result, position } = await db.transaction(async (tx) => {
+    const deleted = await tx.query('DELETE FROM users WHERE id = $1 RETURNING id', [id]);
+    const answer = await tx.query<Answer>(`SELECT ${db.dialect.answeredBy}`);
+    return { deleted: deleted.rows.length > 0, node: label(answer.rows[0]!) };
+  });
+  return { ...result, position };
 }
 
 /** The checked fields of a new user, or the reason they are refused. */

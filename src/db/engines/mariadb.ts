@@ -268,6 +268,7 @@ export class MariaDbEngine implements DatabaseEngine {
       `--socket=${this.socketPath()}`,
       `--pid-file=${join(dataDir, 'mariadbd.pid')}`,
       `--server-id=${this.opts.serverId}`,
+      `--report-host=${name}`,
       `--log-bin=${name}-bin`,
       `--relay-log=${name}-relay-bin`,
       '--log-slave-updates=ON',
