@@ -8,6 +8,7 @@ import { type BenchCase, CASES } from './backend/cases.js';
 import { type BackendAddress, startBackends } from './backend/backends.js';
 import type { ChildGroup } from './children.js';
 import type { Contender, ContenderEnv, RunningContender } from './contenders/contender.js';
+import { measureReaderEndpoint, READER_ID, type ReaderResults } from './db/reader-endpoint.js';
 import { measureIdle } from './idle/idle-memory.js';
 import type { LoadGenerator } from './load/load-generator.js';
 import { pickLoadGenerator } from './load/pick.js';
@@ -70,8 +71,6 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
     entry.version = await c.version();
     runnable.push(c);
   }
-  notes.push('database reader endpoint (1 and 2 replicas): not implemented yet (skipped)');
-  log('database reader endpoint: not implemented yet (skipped)');
 
   const perPoint = o.warmupSec + o.runs * o.durationSec + 0.5;
   const points = runnable.length * cases.length * o.connections.length;
@@ -82,8 +81,9 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
       `${o.runs} × ${o.durationSec} s), about ${Math.ceil(estimate / 60)} min`,
   );
 
-  const backends = await startBackends(ctx.children);
-  log(`backends: ${backends.map((b) => `${b.name} on ${HOST}:${b.port}`).join(', ')}`);
+  const backends = runnable.length > 0 ? await startBackends(ctx.children) : [];
+  if (backends.length > 0)
+    log(`backends: ${backends.map((b) => `${b.name} on ${HOST}:${b.port}`).join(', ')}`);
   const results: PointResult[] = [];
   for (const c of runnable) {
     const entry = contenders.find((e) => e.id === c.id)!;
@@ -116,6 +116,17 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
     }
   }
 
+  let reader: ReaderResults | undefined;
+  if (!o.only || o.only.includes(READER_ID)) {
+    log(`database reader endpoint: pgbench -S with ${o.dbClients} clients, one replica then two`);
+    reader = await measureReaderEndpoint(ctx);
+    const why = reader.skipped ?? (reader.failed ? `failed: ${reader.failed.split('\n')[0]}` : undefined);
+    if (why !== undefined) {
+      notes.push(`database reader endpoint (1 and 2 replicas): ${why}${reader.skipped ? ' (skipped)' : ''}`);
+      log(`database reader endpoint: ${why}${reader.skipped ? ' (skipped)' : ''}`);
+    }
+  }
+
   addRatios(results, contenders);
   return {
     date: started,
@@ -130,6 +141,8 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
       threads: o.threads,
       timeoutSec: REQUEST_TIMEOUT_SEC,
       idleConnections: o.idleConnections,
+      dbClients: o.dbClients,
+      tandemWorkers: o.tandemWorkers,
     },
     loadGenerator: { name: load.name, version: loadVersion },
     cases: cases.map((c) => ({ id: c.id, label: c.label, path: c.path })),
@@ -137,6 +150,7 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
     points: results,
     idle,
     idleSkipped,
+    ...(reader ? { reader } : {}),
     targets: checkTargets(
       results,
       cases.map((c) => c.id),
@@ -154,6 +168,7 @@ function env(ctx: BenchContext, name: string, backends: readonly BackendAddress[
     dir,
     children: ctx.children,
     maxClientConnections: Math.max(1024, ctx.options.idleConnections + 256),
+    tandemWorkers: ctx.options.tandemWorkers,
   };
 }
 

@@ -27,6 +27,10 @@ export interface BenchOptions {
   threads: number;
   /** Connections of the idle test; 0 skips it. */
   idleConnections: number;
+  /** pgbench clients of the database reader endpoint measurement. */
+  dbClients: number;
+  /** Tandem's `workers` setting for its contenders (`auto`: one per core). */
+  tandemWorkers: 'auto' | number;
   /** Directory the results are written to. */
   outDir: string;
   help: boolean;
@@ -47,6 +51,8 @@ Measures Tandem's load balancer against HAProxy, nginx and a Node.js proxy on th
   --load wrk|autocannon   force a load generator (default: wrk if installed, else autocannon)
   --threads N             wrk threads / autocannon workers (default: half the cores, at least 1)
   --idle-connections N    connections of the idle-memory test, 0 to skip it (default 10000)
+  --db-clients N          pgbench clients of the database reader endpoint measurement (default 16)
+  --tandem-workers N      worker processes of Tandem's load balancers: auto (one per core, the default) or N
   --out DIR               where results are written (default bench/results)
   -h, --help              this text`;
 
@@ -69,6 +75,8 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
         load: { type: 'string' },
         threads: { type: 'string' },
         'idle-connections': { type: 'string' },
+        'db-clients': { type: 'string' },
+        'tandem-workers': { type: 'string' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -104,6 +112,11 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
     load,
     threads: integer('--threads', values.threads, Math.max(1, Math.floor(availableParallelism() / 2)), 1),
     idleConnections: integer('--idle-connections', values['idle-connections'], 10_000, 0),
+    dbClients: integer('--db-clients', values['db-clients'], 16, 1),
+    tandemWorkers:
+      values['tandem-workers'] === undefined || values['tandem-workers'] === 'auto'
+        ? 'auto'
+        : integer('--tandem-workers', values['tandem-workers'], 0, 1),
     outDir: values.out ?? join(PACKAGE_ROOT, 'bench', 'results'),
     help: values.help === true,
   };

@@ -1,4 +1,5 @@
 /** The shape of `bench/results/<date>.json`: everything one benchmark run measured. */
+import type { ReaderResults } from './db/reader-endpoint.js';
 import type { IdleResult } from './idle/idle-memory.js';
 import type { LoadResult } from './load/load-generator.js';
 import type { Machine } from './machine.js';
@@ -73,6 +74,10 @@ export interface BenchResults {
     threads: number;
     timeoutSec: number;
     idleConnections: number;
+    /** pgbench clients of the reader endpoint measurement (absent in results of older runs). */
+    dbClients?: number;
+    /** Tandem's `workers` setting in this run (absent in results of older runs: they had none). */
+    tandemWorkers?: 'auto' | number;
   };
   loadGenerator: { name: string; version: string };
   cases: Array<{ id: string; label: string; path: string }>;
@@ -81,6 +86,8 @@ export interface BenchResults {
   idle: IdleResult[];
   /** Contenders the idle test did not run for, and why. */
   idleSkipped: Array<{ contender: string; reason: string }>;
+  /** The database reader endpoint: pgbench -S through it with one and two replicas. */
+  reader?: ReaderResults;
   targets: TargetCheck[];
   /** Lines about what was skipped and why (missing contenders, endpoints not built yet). */
   notes: string[];

@@ -9,12 +9,21 @@ import { TandemError } from '../src/errors.js';
 import { runBenchmark } from './benchmark.js';
 import { ChildGroup } from './children.js';
 import { CONTENDERS } from './contenders/all.js';
+import { READER_ID } from './db/reader-endpoint.js';
 import { parseOptions, usage } from './options.js';
 import { COLUMNS_NOTE } from './report/markdown.js';
-import { idleTable, pointsTable, renderText, targetsTable } from './report/tables.js';
+import {
+  idleTable,
+  pointsTable,
+  READER_TITLE,
+  readerTable,
+  renderText,
+  targetsTable,
+} from './report/tables.js';
 import { writeResults } from './report/write-results.js';
 
-const ids = CONTENDERS.map((c) => c.id);
+/** What --only may name: the contenders, and the database reader endpoint measurement. */
+const ids = [...CONTENDERS.map((c) => c.id), READER_ID];
 const children = new ChildGroup();
 let workDir: string | undefined;
 
@@ -63,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
   }
   log(`\n${COLUMNS_NOTE}`);
   if (results.idle.length > 0) log(`\nidle keep-alive client connections\n${renderText(idleTable(results))}`);
+  if (results.reader && results.reader.points.length > 0)
+    log(`\n${READER_TITLE}\n${renderText(readerTable(results.reader))}`);
   log(`\ntargets (issue 5)\n${renderText(targetsTable(results))}`);
   if (results.notes.length > 0) log(`\nskipped:\n${results.notes.map((n) => `  ${n}`).join('\n')}`);
   const written = writeResults(results, options.outDir);

@@ -14,6 +14,11 @@ export interface Logger {
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const threshold = ORDER[(process.env['TANDEM_LOG_LEVEL'] as Level | undefined) ?? 'info'] ?? 20;
 
+/** Whether lines of `level` are written (TANDEM_LOG_LEVEL, default info). */
+export function logLevelEnabled(level: Level): boolean {
+  return ORDER[level] >= threshold;
+}
+
 /** A logger whose lines carry `component`. */
 export function createLogger(component: string): Logger {
   const write = (level: Level, msg: string) => {

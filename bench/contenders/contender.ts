@@ -14,6 +14,8 @@ export interface ContenderEnv {
   children: ChildGroup;
   /** Client connections the contender must be able to hold at once (the idle test's count + margin). */
   maxClientConnections: number;
+  /** Tandem's `workers` setting (`--tandem-workers`). */
+  tandemWorkers: 'auto' | number;
 }
 
 /** A started contender. */

@@ -30,6 +30,7 @@ export async function tandemConfig(
   backends: readonly BackendAddress[],
   frontendPort: number,
   dataDir: string,
+  workers: 'auto' | number = 'auto',
 ): Promise<Record<string, unknown>> {
   const [statsPort, ...appPorts] = await ports(1 + backends.length);
   const frontend: Record<string, unknown> = { name: 'web', host: HOST, port: frontendPort, backend: 'web' };
@@ -48,6 +49,7 @@ export async function tandemConfig(
         host: HOST,
         frontends: [frontend],
         stats: { host: HOST, port: statsPort! },
+        workers,
         // The idle test holds client connections for a while: do not close them under it.
         keepAliveTimeout: '300s',
       },
@@ -90,7 +92,7 @@ function tandemContender(mode: 'http' | 'tcp'): Contender {
     async start(env) {
       const port = await freePort();
       const file = join(env.dir, 'tandem.yaml');
-      const config = await tandemConfig(mode, env.backends, port, join(env.dir, 'data'));
+      const config = await tandemConfig(mode, env.backends, port, join(env.dir, 'data'), env.tandemWorkers);
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const child = env.children.spawn(
         this.label,

@@ -1,7 +1,7 @@
 /** The `.md` report of a benchmark run: what ran where, the tables, the targets, what was skipped. */
 import { machineLine } from '../machine.js';
 import type { BenchResults } from '../results.js';
-import { idleTable, pointsTable, renderMarkdown, targetsTable } from './tables.js';
+import { idleTable, pointsTable, readerTable, renderMarkdown, targetsTable } from './tables.js';
 
 /** Explains the columns of the points tables. */
 export const COLUMNS_NOTE =
@@ -26,6 +26,15 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
       `${s.warmupSec} s warm-up, then ${s.runs} × ${s.durationSec} s measured per point (median reported)`,
   );
   out.push(`- Command: \`${results.command}\``);
+  if (s.tandemWorkers !== undefined)
+    out.push(
+      `- Tandem's load balancer: \`workers: ${s.tandemWorkers}\`` +
+        (s.tandemWorkers === 'auto'
+          ? ` (one worker process per core: ${results.machine.cores}, plus the primary process)`
+          : s.tandemWorkers === 1
+            ? ' (everything in one process)'
+            : ' (worker processes, plus the primary process)'),
+    );
   out.push(
     `- Contenders: ${results.contenders
       .filter((c) => !c.skipped)
@@ -47,6 +56,17 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
     );
     if (results.idle.length > 0) out.push('', renderMarkdown(idleTable(results)));
     for (const sk of results.idleSkipped) out.push('', `- ${sk.contender}: skipped: ${sk.reason}`);
+  }
+  const reader = results.reader;
+  if (reader && reader.points.length > 0) {
+    out.push('', '## Database reader endpoint', '');
+    out.push(
+      `A database-only Tandem stack (a PostgreSQL primary and replicas under \`tandem db\`, \`tandem cluster\`, ` +
+        `and \`tandem lb\` serving the endpoints), and ${reader.pgbench ?? 'pgbench'} \`-S -M prepared\` with ` +
+        `${reader.clients} clients and ${reader.threads} thread(s): straight to one replica, then through the ` +
+        'reader endpoint with one replica running, then with two. `× direct`: tps ÷ the direct run’s.',
+    );
+    out.push('', renderMarkdown(readerTable(reader)));
   }
   out.push('', '## Targets (issue 5)', '', renderMarkdown(targetsTable(results)));
   if (results.notes.length > 0) {

@@ -1,4 +1,5 @@
 /** The result tables, as aligned text for the terminal and as Markdown for the .md file. */
+import { describe as describeReaderPoint, type ReaderResults } from '../db/reader-endpoint.js';
 import type { BenchResults, PointResult } from '../results.js';
 import { formatCount, formatMs, formatRatio, formatUnit } from './format.js';
 
@@ -80,6 +81,25 @@ export function idleTable(results: BenchResults): Table {
       ]
         .filter(Boolean)
         .join('; '),
+    ]),
+  };
+}
+
+/** The heading of the reader endpoint's table. */
+export const READER_TITLE = 'database reader endpoint (pgbench -S, select-only, prepared statements)';
+
+/** The reader endpoint's table: pgbench to one replica directly, then through the endpoint. */
+export function readerTable(reader: ReaderResults): Table {
+  return {
+    header: ['target', 'clients', 'tps', '× direct', 'latency ms', 'failed'],
+    numeric: [false, true, true, true, true, true],
+    rows: reader.points.map((p) => [
+      describeReaderPoint(p),
+      String(reader.clients),
+      formatCount(p.tps),
+      formatRatio(p.ratio),
+      formatMs(p.latencyMs),
+      formatCount(p.failed),
     ]),
   };
 }

@@ -14,6 +14,9 @@ test('defaults: 3 runs of 5 s after a 2 s warm-up, at 16, 64 and 256 connections
   assert.equal(o.only, undefined);
   assert.deepEqual(o.cases, ['small', '64k']);
   assert.equal(o.idleConnections, 10_000);
+  assert.equal(o.dbClients, 16);
+  assert.equal(parseOptions(['--db-clients', '4'], IDS).dbClients, 4);
+  assert.throws(() => parseOptions(['--db-clients', '0'], IDS), UsageError);
 });
 
 test('--quick makes one short run per point; explicit options still win', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parsePgbenchOutput } from '../db/reader-endpoint.js';
 import { parseAutocannonOutput } from '../load/autocannon.js';
 import { parseWrkOutput, WRK_RESULT_MARK } from '../load/wrk.js';
 
@@ -39,4 +40,24 @@ test('autocannon: its --json line becomes a LoadResult; timeouts are not counted
   assert.equal(r.bytes, 123456);
   assert.deepEqual(r.latencyMs, { p50: 1, p90: 2, p99: 5, p999: 9, max: 12, mean: 1.2 });
   assert.deepEqual(r.errors, { connect: 0, read: 4, write: 0, timeout: 3, status: 2, total: 9 });
+});
+
+test('pgbench: tps, mean latency and failed transactions of its report; none when it printed no report', () => {
+  const output = [
+    'pgbench (15.14 (Debian 15.14-0+deb12u1))',
+    'transaction type: <builtin: select only>',
+    'scaling factor: 1',
+    'query mode: prepared',
+    'number of clients: 16',
+    'number of threads: 1',
+    'maximum number of tries: 1',
+    'duration: 5 s',
+    'number of transactions actually processed: 61234',
+    'number of failed transactions: 2 (0.003%)',
+    'latency average = 1.305 ms',
+    'initial connection time = 21.880 ms',
+    'tps = 12261.113208 (without initial connection time)',
+  ].join('\n');
+  assert.deepEqual(parsePgbenchOutput(output), { tps: 12261.113208, latencyMs: 1.305, failed: 2 });
+  assert.equal(parsePgbenchOutput('pgbench: error: connection to server failed\n'), undefined);
 });

@@ -16,7 +16,7 @@ import { parse } from './args.js';
 const USAGE = `usage: tandem lb --name NAME [-c FILE] [-d DIR]
 
 Runs the load balancer NAME of the config: its frontends, health checks, stats endpoint and
-admin API. SIGHUP (or \`tandem reload\`) reads the config again and applies it without dropping
+admin API, with one worker process per core (loadBalancers[].workers) serving the connections. SIGHUP (or \`tandem reload\`) reads the config again and applies it without dropping
 connections; an invalid config is logged and the running one kept.`;
 
 /** Entry point of `tandem lb`. Resolves once the load balancer serves; it then runs until a signal. */
@@ -56,15 +56,17 @@ export async function run(argv: string[]): Promise<number> {
   // and apply it without dropping a connection. The reloader logs the outcome either way.
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the config');
-    handle.reload().then(
-      () => {
-        for (const key of Object.keys(states)) delete states[key];
-        for (const b of handle.status().backends)
-          for (const s of b.servers) states[`${b.name}/${s.name}`] = s.state;
-        report(log, { type: 'state', details: { servers: { ...states } } });
-      },
-      (err: Error) => log.debug(`reload not applied: ${err.message}`),
-    );
+    handle
+      .reload()
+      .then(() => handle.status())
+      .then(
+        (status) => {
+          for (const key of Object.keys(states)) delete states[key];
+          for (const b of status.backends) for (const s of b.servers) states[`${b.name}/${s.name}`] = s.state;
+          report(log, { type: 'state', details: { servers: { ...states } } });
+        },
+        (err: Error) => log.debug(`reload not applied: ${err.message}`),
+      );
   });
   ready = true;
   const frontends = lb.frontends.map((f) => `${f.mode}://${formatAddress(f.host, f.port)}`);
@@ -80,6 +82,12 @@ export async function run(argv: string[]): Promise<number> {
     : adminTokenPath(config.paths.dataDir, name);
   log.info(`admin API on http://${formatAddress(lb.admin.host, lb.admin.port)}/ (token: ${tokenFrom})`);
   report(log, { type: 'state', details: { servers: { ...states } } });
+  const workers = (await handle.status()).workers;
+  log.info(
+    workers === undefined
+      ? 'one process (workers: 1)'
+      : `${workers.length} worker processes (pids ${workers.map((w) => w.pid).join(', ')})`,
+  );
   return 0;
 }
 

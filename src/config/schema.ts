@@ -23,6 +23,10 @@ const host = z
   .string({ error: 'must be a host name or IP address' })
   .min(1, { error: 'must be a host name or IP address' });
 
+/** Most worker processes of one load balancer (`loadBalancers[].workers`). */
+export const WORKERS_MAX = 64;
+const WORKERS_ERROR = { error: `must be auto or an integer between 1 and ${WORKERS_MAX}` };
+
 /** A duration in milliseconds; written as a number (ms) or a string like "2s". */
 function duration(def: number, min = 0) {
   return z
@@ -330,6 +334,19 @@ export const loadBalancerSchema = z.strictObject({
   name,
   /** The machine the load balancer runs on. */
   host: host.default('127.0.0.1'),
+  /**
+   * Worker processes that serve the frontends' connections: `auto` (one per core,
+   * os.availableParallelism()) or a number; 1 serves everything in the load balancer's own process.
+   */
+  workers: z
+    .union(
+      [
+        z.literal('auto'),
+        z.number(WORKERS_ERROR).int(WORKERS_ERROR).min(1, WORKERS_ERROR).max(WORKERS_MAX, WORKERS_ERROR),
+      ],
+      WORKERS_ERROR,
+    )
+    .default('auto'),
   frontends: z.array(frontendSchema, { error: 'must be a list of frontends' }).min(1, {
     error: 'must list at least one frontend',
   }),
@@ -415,9 +432,7 @@ export const databaseSchema = z
      * PostgreSQL, sync replication: `on` (a commit returns once a replica has flushed it) or
      * `remote_apply` (once a replica has applied it: reads there see it at once).
      */
-    synchronousCommit: z
-      .enum(['on', 'remote_apply'], { error: 'must be on or remote_apply' })
-      .default('on'),
+    synchronousCommit: z.enum(['on', 'remote_apply'], { error: 'must be on or remote_apply' }).default('on'),
     /** Database the codebase uses. */
     name: z
       .string({ error: 'must be a database name' })

@@ -1,7 +1,11 @@
 /**
- * One load balancer process: its backends (servers, balancer, health checks), one proxy per
- * frontend, the stats endpoint (HTML, JSON, Prometheus metrics) and the admin API; a config reload
- * changes them in place (reload/reload.ts). `tandem lb` runs this; tests run it in-process.
+ * One load balancer: its backends (servers, balancer, health checks), one proxy per frontend, the
+ * stats endpoint (HTML, JSON, Prometheus metrics) and the admin API; a config reload changes them
+ * in place (reload/reload.ts). `tandem lb` runs this; tests run it in-process.
+ *
+ * With `workers` above 1 this process is the primary: it listens, runs the health checks, the
+ * stats and the admin API, and hands each client connection to one of its worker processes, which
+ * proxy it (workers/primary-plane.ts). With `workers: 1` everything runs in this process.
  */
 import { loadConfig, type ResolvedConfig } from '../config/load.js';
 import type { BackendConfig, FrontendConfig, LoadBalancerConfig, TandemConfig } from '../config/schema.js';
@@ -11,22 +15,27 @@ import { formatAddress } from './address.js';
 import { Backend } from './backend/backend.js';
 import type { HealthChange, HealthChangeListener } from './health/health-check.js';
 import { listen } from './listen.js';
-import { HttpProxy } from './proxy/http-proxy.js';
-import { proxyOptions } from './proxy/proxy-options.js';
+import { configureProxy, createProxy } from './proxy/create-proxy.js';
 import type { UpstreamServer } from './backend/upstream-server.js';
 import { TcpProxy } from './proxy/tcp-proxy.js';
 import { createAdminServer } from './admin/admin-server.js';
 import { ensureAdminToken } from './admin/admin-token.js';
-import { closeNow, type FrontendProxy, type RunningLb } from './reload/reload.js';
+import { closeNow, type RunningLb } from './reload/reload.js';
 import { type ReloadResult, Reloader } from './reload/reloader.js';
 import { LbMetrics } from './stats/metrics.js';
 import { createStatsServer } from './stats/stats-server.js';
 import type { LbStatus } from './stats/status.js';
+import { PrimaryPlane } from './workers/primary-plane.js';
+import { workerCount } from './workers/worker-count.js';
 
 /** A running load balancer. */
 export interface LoadBalancerHandle {
-  /** Health and counters of every backend server, as served on the stats port. */
-  status(): LbStatus;
+  /**
+   * Health and counters of every backend server, as served on the stats port. With workers, their
+   * counters are read when asked: once it resolves, what every worker counted before it is in, and
+   * every worker has applied every state change made before it.
+   */
+  status(): Promise<LbStatus>;
   /**
    * Applies `next` (default: the config read again, see LoadBalancerOptions.loadConfig) without
    * dropping a connection (see reload/reload.ts). Rejects with a TandemError, and changes nothing,
@@ -48,6 +57,8 @@ export interface LoadBalancerOptions {
   drainTimeout?: number | undefined;
   /** How reload() reads the config again; default: the config's source file, with its data dir. */
   loadConfig?: (() => ResolvedConfig) | undefined;
+  /** Worker processes; default the load balancer's `workers` (`auto`: one per core). */
+  workers?: number | undefined;
 }
 
 /** Extra wait for the first round of checks beyond the longest check timeout. */
@@ -77,10 +88,13 @@ export async function startLoadBalancer(
 ): Promise<LoadBalancerHandle> {
   const lb = findLoadBalancer(config, name);
   const drainTimeout = options.drainTimeout ?? 5000;
-  const metrics = new LbMetrics(() => run.backends.values());
+  const workers = options.workers ?? workerCount(lb.workers);
+  const plane = workers > 1 ? new PrimaryPlane(() => run, workers, drainTimeout, log) : undefined;
+  const metrics = new LbMetrics(() => run.backends.values(), plane && (() => plane.workers()));
   const newBackend = (bc: BackendConfig, all: ResolvedConfig, previous: Backend | undefined): Backend => {
     const b = new Backend(bc, all.servers, log, previous);
     b.latency = metrics.latencyOf(bc.name);
+    if (plane) b.onStateChange = () => plane.stateChanged(b);
     return b;
   };
   const backends = new Map<string, Backend>();
@@ -90,8 +104,11 @@ export async function startLoadBalancer(
     if (!bc) throw new UsageError(`${name} frontend ${f.name}: no backend named "${f.backend}"`);
     backends.set(f.backend, newBackend(bc, config, undefined));
   }
-  const proxies = lb.frontends.map((f) => createProxy(f, backends.get(f.backend)!, lb, log));
-  const status = (): LbStatus => ({
+  const newProxy = (f: FrontendConfig, backend: Backend, l: LoadBalancerConfig) =>
+    plane ? plane.newListener(f, backend) : createProxy(f, backend, l, log);
+  const proxies = lb.frontends.map((f) => newProxy(f, backends.get(f.backend)!, lb));
+  /** The status as of now: with workers, of their counters as last read. */
+  const snapshot = (): LbStatus => ({
     name,
     pid: process.pid,
     frontends: run.lb.frontends.map((f) => ({
@@ -100,16 +117,32 @@ export async function startLoadBalancer(
       backend: f.backend,
     })),
     backends: [...run.backends.values()].map((b) => b.status()),
+    ...(plane ? { workers: plane.workers() } : {}),
   });
+  /** With workers: reads their counters into the primary's backends. */
+  const refresh = async (): Promise<void> => {
+    await plane?.refresh();
+  };
+  const status = async (): Promise<LbStatus> => {
+    await refresh();
+    return snapshot();
+  };
   const onHealthChange: HealthChangeListener = (change) => {
     metrics.healthChanged(change);
-    if (!change.initial) shutDownSessions(run, change);
+    plane?.stateChanged(run.backends.get(change.backend));
+    if (!change.initial) shutDownSessions(run, change, plane);
     options.onHealthChange?.(change);
   };
   const adminTarget = {
     backends: () => run.backends,
     token: () => run.token,
     reload: () => reloader.reload(),
+    refresh,
+    changed: async (backend: Backend) => {
+      if (!plane) return;
+      plane.stateChanged(backend);
+      await plane.sync();
+    },
     log,
   };
   const run: RunningLb = {
@@ -119,7 +152,7 @@ export async function startLoadBalancer(
     lb,
     backends,
     proxies,
-    stats: createStatsServer(status, metrics),
+    stats: createStatsServer(status, metrics, refresh),
     admin: createAdminServer(adminTarget),
     token: adminToken(lb, config),
     drainTimeout,
@@ -127,11 +160,21 @@ export async function startLoadBalancer(
     retiring: new Set(),
     closing: new Set(),
     newBackend,
-    newProxy: (f, backend, l) => createProxy(f, backend, l, log),
+    newProxy,
     configureProxy,
-    newStats: () => createStatsServer(status, metrics),
+    newStats: () => createStatsServer(status, metrics, refresh),
     newAdmin: () => createAdminServer(adminTarget),
     adminToken,
+    ...(plane
+      ? {
+          // The workers retire their own servers; the primary's have nothing in flight.
+          retire: (r) => {
+            r.server.pool.destroy();
+            return Promise.resolve();
+          },
+          committed: () => plane.reloaded(),
+        }
+      : {}),
   };
   const reloader = new Reloader(run, metrics, options.loadConfig ?? (() => readAgain(config)));
 
@@ -146,63 +189,37 @@ export async function startLoadBalancer(
         ...run.proxies.map((p) => p.close(drainTimeout)),
         ...run.closing,
       ]);
+      await plane?.stop(drainTimeout);
       for (const b of run.backends.values()) b.destroyAgents();
-      for (const r of run.retiring) r.server.agent.destroy();
+      for (const r of run.retiring) r.server.pool.destroy();
     })();
     return closing;
   };
 
+  if (plane) {
+    try {
+      await plane.start();
+    } catch (err) {
+      await close();
+      throw err;
+    }
+  }
   await firstRound([...backends.values()], onHealthChange);
   try {
     for (const p of proxies) {
       const f = p.frontend;
-      await listen(p.server, f.host, f.port, `${name} frontend ${f.name}`);
-      p.server.on('error', (err) => log.error(`frontend ${f.name}: ${err.message}`));
+      await p.listen(`${name} frontend ${f.name}`);
     }
     await listen(run.stats, lb.stats.host, lb.stats.port, `${name} stats`);
     run.stats.on('error', (err) => log.error(`stats: ${err.message}`));
     await listen(run.admin, lb.admin.host, lb.admin.port, `${name} admin API`);
     run.admin.on('error', (err) => log.error(`admin API: ${err.message}`));
+    await plane?.announce();
   } catch (err) {
     await close();
     throw err;
   }
   return { status, reload: (next) => reloader.reload(next), close };
-}
-
-/** The proxy of one frontend, TCP (layer 4) or HTTP (layer 7), with the load balancer's timeouts. */
-function createProxy(
-  f: FrontendConfig,
-  backend: Backend,
-  lb: LoadBalancerConfig,
-  log: Logger,
-): FrontendProxy {
-  return f.mode === 'tcp'
-    ? new TcpProxy(f, backend, tcpTimeouts(lb), log)
-    : new HttpProxy(f, backend, httpTimeouts(lb), log, proxyOptions(lb));
-}
-
-/** A reload's timeouts and limits for a proxy that keeps running: they apply to its next requests (connections). */
-function configureProxy(p: FrontendProxy, lb: LoadBalancerConfig): void {
-  if (p instanceof TcpProxy) {
-    p.timeouts = tcpTimeouts(lb);
-  } else if (p instanceof HttpProxy) {
-    p.configure(httpTimeouts(lb), proxyOptions(lb));
-  }
-}
-
-function httpTimeouts(lb: LoadBalancerConfig) {
-  return {
-    connectTimeout: lb.connectTimeout,
-    serverTimeout: lb.serverTimeout,
-    keepAliveTimeout: lb.keepAliveTimeout,
-    headersTimeout: lb.headersTimeout,
-    tunnelTimeout: lb.tunnelTimeout,
-  };
-}
-
-function tcpTimeouts(lb: LoadBalancerConfig) {
-  return { connectTimeout: lb.connectTimeout, idleTimeout: lb.tunnelTimeout };
 }
 
 /** The admin API token: `admin.token` from the config, else the one generated under the data dir. */
@@ -225,7 +242,7 @@ function readAgain(config: ResolvedConfig): ResolvedConfig {
  * TCP frontends: a server marked down loses its established connections; an active server marked
  * up takes the backups' connections back (their clients reconnect and land on it).
  */
-function shutDownSessions(run: RunningLb, change: HealthChange): void {
+function shutDownSessions(run: RunningLb, change: HealthChange, plane: PrimaryPlane | undefined): void {
   const backend = run.backends.get(change.backend);
   if (!backend) return;
   const server = backend.servers.find((s) => s.name === change.server);
@@ -234,15 +251,29 @@ function shutDownSessions(run: RunningLb, change: HealthChange): void {
   if (!change.up && backend.config.onMarkedDown === 'shutdown-sessions') victims = [server];
   if (change.up && !server.backup && backend.config.onMarkedUp === 'shutdown-backup-sessions')
     victims = backend.servers.filter((s) => s.backup);
+  if (victims.length === 0) return;
+  const report = (closed: number) => {
+    if (closed > 0)
+      run.log.warn(
+        `backend ${change.backend}: closed ${closed} connection(s) ${change.up ? `to backups, ${change.server} is up` : `to ${change.server}, marked down`}`,
+      );
+  };
+  if (plane) {
+    if (run.proxies.some((p) => p.frontend.mode === 'tcp' && p.backend === backend))
+      void plane
+        .shutdownSessions(
+          backend.name,
+          victims.map((v) => v.name),
+        )
+        .then(report);
+    return;
+  }
   let closed = 0;
   for (const p of run.proxies) {
     if (!(p instanceof TcpProxy) || p.backend !== backend) continue;
     for (const v of victims) closed += p.shutdownSessionsOf(v);
   }
-  if (closed > 0)
-    run.log.warn(
-      `backend ${change.backend}: closed ${closed} connection(s) ${change.up ? `to backups, ${change.server} is up` : `to ${change.server}, marked down`}`,
-    );
+  report(closed);
 }
 
 async function firstRound(backends: Backend[], onChange: HealthChangeListener | undefined): Promise<void> {

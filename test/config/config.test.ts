@@ -92,6 +92,19 @@ describe('config validation', () => {
     assert.deepEqual(problemsOf(raw), ['backends[0].servers[1].weight: must be an integer ≥ 0 (got -1)']);
   });
 
+  test('loadBalancers[].workers: auto (the default) or a number of worker processes', () => {
+    assert.equal(validateConfig(base()).loadBalancers[0]!.workers, 'auto');
+    const raw = base();
+    raw['loadBalancers'][0].workers = 4;
+    assert.equal(validateConfig(raw).loadBalancers[0]!.workers, 4);
+    for (const bad of [0, 1.5, 'many', 65]) {
+      raw['loadBalancers'][0].workers = bad;
+      assert.deepEqual(problemsOf(raw), [
+        `loadBalancers[0].workers: must be auto or an integer between 1 and 64 (got ${JSON.stringify(bad)})`,
+      ]);
+    }
+  });
+
   test('duplicate server name', () => {
     const raw = base();
     raw['servers'][1].name = 'web-01';

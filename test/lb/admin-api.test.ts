@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startLoadBalancer } from '../../src/lb/load-balancer.js';
@@ -49,7 +50,7 @@ test('the admin API answers only requests carrying the right bearer token', asyn
   // Without the token nothing happens, and nothing is learnt about names.
   const refused = await admin(port, 'POST', '/backends/web/servers/web-01/disable', { token: 'wrong-token' });
   assert.equal(refused.status, 401);
-  assert.equal(lb.server('web-01').adminState, 'ready');
+  assert.equal((await lb.server('web-01')).adminState, 'ready');
   const unknown = await admin(port, 'GET', '/backends/nope', { token: 'wrong-token' });
   assert.equal(unknown.status, 401);
 
@@ -87,7 +88,10 @@ test('without admin.token, a token is generated once under the data dir (0600) a
 
 test('GET /backends lists every server with its health, operator state, weight and counters', async (t) => {
   const { lb, port } = await twoServers(t);
-  for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/')).status, 200);
+  // Over one client connection, so through one worker, whose round robin takes turns.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/', { agent })).status, 200);
   const r = await admin(port, 'GET', '/backends');
   assert.equal(r.status, 200);
   const backends = r.json['backends'] as Array<{
@@ -149,7 +153,7 @@ test('POST …/weight sets the weight (0–256) and the next requests follow it;
     assert.equal(r.status, 400, body);
     assert.equal(r.json['error'], message);
   }
-  assert.equal(lb.server('web-01').weight, 1);
+  assert.equal((await lb.server('web-01')).weight, 1);
 
   const set = await admin(port, 'POST', '/backends/web/servers/web-01/weight', { body: '{"weight": 3}' });
   assert.equal(set.status, 200);
@@ -174,7 +178,7 @@ test('drain: the in-flight request finishes on the drained server while new requ
   const r = await admin(port, 'POST', `/backends/web/servers/${holder.name}/drain`);
   assert.equal(r.status, 200);
   assert.equal((r.json['server'] as Record<string, unknown>)['adminState'], 'drain');
-  assert.equal(lb.server(holder.name).inFlight, 1);
+  assert.equal((await lb.server(holder.name)).inFlight, 1);
 
   const before = holder.requests;
   for (let i = 0; i < 6; i++) assert.equal((await fetch(lb.port, '/')).text, other.name);
@@ -182,7 +186,7 @@ test('drain: the in-flight request finishes on the drained server while new requ
   // Health checks go on while draining.
   const checks = holder.checks;
   await waitFor('a health check of the drained server', () => holder.checks > checks);
-  assert.equal(lb.server(holder.name).state, 'up');
+  assert.equal((await lb.server(holder.name)).state, 'up');
 
   holder.release();
   const reply = await held;
@@ -191,8 +195,11 @@ test('drain: the in-flight request finishes on the drained server while new requ
   assert.equal(holder.abandoned, 0);
 
   assert.equal((await admin(port, 'POST', `/backends/web/servers/${holder.name}/enable`)).status, 200);
+  // Over one client connection, so through one worker (each worker balances its own requests).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
   const served = new Set<string>();
-  for (let i = 0; i < 4; i++) served.add((await fetch(lb.port, '/')).text);
+  for (let i = 0; i < 4; i++) served.add((await fetch(lb.port, '/', { agent })).text);
   assert.deepEqual([...served].sort(), ['web-01', 'web-02']);
 });
 
@@ -200,7 +207,7 @@ test('disable puts a server in maintenance (no requests at all) until enable', a
   const { b, lb, port } = await twoServers(t);
   const r = await admin(port, 'POST', '/backends/web/servers/web-02/disable');
   assert.equal(r.status, 200);
-  assert.equal(lb.server('web-02').adminState, 'maint');
+  assert.equal((await lb.server('web-02')).adminState, 'maint');
   assert.ok(lb.log.lines.some((l) => /server web\/web-02 maint \(was ready\)/.test(l)));
   const before = b.requests;
   for (let i = 0; i < 6; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-01');
@@ -211,7 +218,7 @@ test('disable puts a server in maintenance (no requests at all) until enable', a
   assert.equal(none.status, 503);
 
   await admin(port, 'POST', '/backends/web/servers/web-02/enable');
-  assert.equal(lb.server('web-02').adminState, 'ready');
+  assert.equal((await lb.server('web-02')).adminState, 'ready');
   for (let i = 0; i < 3; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-02');
 });
 

@@ -33,11 +33,11 @@ test('leastconn through the proxy: while one server holds a request, the next on
     assert.equal(r.status, 200);
     assert.equal(r.text, other.name);
   }
-  assert.equal(lb.server(holder.name).inFlight, 1);
+  assert.equal((await lb.server(holder.name)).inFlight, 1);
   holder.release();
   const r = await held;
   assert.equal(r.text, holder.name);
-  await waitFor('no request in flight', () => lb.server(holder.name).inFlight === 0);
+  await waitFor('no request in flight', async () => (await lb.server(holder.name)).inFlight === 0);
   // Both idle again: they take turns.
   const next = [(await fetch(lb.port, '/', { agent })).text, (await fetch(lb.port, '/', { agent })).text];
   assert.deepEqual(next.sort(), ['web-01', 'web-02']);
@@ -75,7 +75,7 @@ test('hash on a header through the proxy: one user, one server; a server going d
 
   const victim = home.get('user-0')!;
   await backends.find((s) => s.name === victim)!.stop();
-  await waitFor(`${victim} down`, () => lb.server(victim).state === 'down');
+  await waitFor(`${victim} down`, async () => (await lb.server(victim)).state === 'down');
   for (const user of users) {
     const now = await serverOf(user);
     if (home.get(user) === victim) assert.notEqual(now, victim);

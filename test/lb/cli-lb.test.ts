@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -68,9 +69,12 @@ test('tandem lb serves traffic, logs health changes, and exits 0 on SIGTERM', as
   await waitFor('ready line', () => child.stdout().includes(`ready on http://127.0.0.1:${port}`));
   assert.match(child.stdout(), /lb-01 info server web-01 is UP \(HTTP 200\)/);
 
+  // Over one client connection, so through one worker (each worker balances its own requests).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
   const served = new Set<string>();
   for (let i = 0; i < 4; i++) {
-    const r = await fetch(port, '/');
+    const r = await fetch(port, '/', { agent });
     assert.equal(r.status, 200);
     served.add(r.text);
   }

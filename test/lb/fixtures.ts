@@ -229,7 +229,8 @@ export interface RunningLb {
   statsPort: number;
   log: Logger & { lines: string[] };
   changes: HealthChange[];
-  server(name: string): ServerStatus;
+  /** The server's status, its counters summed over the workers (see LoadBalancerHandle.status()). */
+  server(name: string): Promise<ServerStatus>;
 }
 
 /** Starts lb-01 of `config` in this process; closed after the test. */
@@ -249,8 +250,8 @@ export async function startLb(t: TestContext, config: ResolvedConfig): Promise<R
     statsPort: lb.stats.port,
     log,
     changes,
-    server(name) {
-      const s = handle.status().backends[0]!.servers.find((x) => x.name === name);
+    async server(name) {
+      const s = (await handle.status()).backends[0]!.servers.find((x) => x.name === name);
       if (!s) throw new Error(`no server ${name} in status`);
       return s;
     },

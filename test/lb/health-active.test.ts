@@ -69,7 +69,7 @@ function watch(t: TestContext, port: number, section: Record<string, unknown>) {
   const check = createHealthCheck(server, healthConfig(section), (c) => changes.push(c));
   t.after(() => {
     check.stop();
-    server.agent.destroy();
+    server.pool.destroy();
   });
   check.start();
   return { server, changes, check };
@@ -255,9 +255,9 @@ test('the backend runs the configured check: expectBody through the load balance
       { healthCheck: { expectBody: 'ready', method: 'GET', path: '/status' } },
     ),
   );
-  assert.equal(lb.server('web-01').state, 'up');
-  assert.equal(lb.server('web-02').state, 'down');
-  assert.equal(lb.server('web-02').check.lastError, 'HTTP 200, body does not contain "ready"');
+  assert.equal((await lb.server('web-01')).state, 'up');
+  assert.equal((await lb.server('web-02')).state, 'down');
+  assert.equal((await lb.server('web-02')).check.lastError, 'HTTP 200, body does not contain "ready"');
   for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/')).status, 200);
   // Every proxied request went to web-01: web-02 only ever saw checks of /status.
   assert.equal(good.seen.filter((s) => s.path === '/').length, 4);

@@ -3,7 +3,7 @@
  * and the panic threshold, through the load balancer with real backends on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { Agent, createServer } from 'node:http';
 import type { TestContext } from 'node:test';
 import { test } from 'node:test';
 import { waitFor } from '../helpers/index.js';
@@ -11,13 +11,18 @@ import { fetch, type RunningLb, startBackend, startLb } from './fixtures.js';
 import { configWith } from './health-fixtures.js';
 
 /** Sends GET / until `done()` holds (at most `max` requests); every answer must be a 200. */
-async function requestUntil(lb: RunningLb, what: string, done: () => boolean, max = 200): Promise<number> {
+async function requestUntil(
+  lb: RunningLb,
+  what: string,
+  done: () => boolean | Promise<boolean>,
+  max = 200,
+): Promise<number> {
   for (let i = 0; i < max; i++) {
-    if (done()) return i;
+    if (await done()) return i;
     const r = await fetch(lb.port, '/');
     assert.equal(r.status, 200, `request ${i} while waiting for ${what}: ${r.text}`);
   }
-  assert.ok(done(), `${what}: not after ${max} requests`);
+  assert.ok(await done(), `${what}: not after ${max} requests`);
   return max;
 }
 
@@ -45,8 +50,8 @@ test('connection errors eject a server that its active check still calls up', as
   );
   await a.stop();
   // Each request sent to web-01 is refused there and retried on web-02.
-  await requestUntil(lb, 'web-01 ejected', () => lb.server('web-01').ejected);
-  const s1 = lb.server('web-01');
+  await requestUntil(lb, 'web-01 ejected', async () => (await lb.server('web-01')).ejected);
+  const s1 = await lb.server('web-01');
   assert.equal(s1.state, 'up', 'the active check has not noticed anything');
   assert.equal(s1.failures, 3);
   const until = Date.parse(s1.ejectedUntil!);
@@ -58,9 +63,9 @@ test('connection errors eject a server that its active check still calls up', as
   );
   // Ejected: no more attempts on web-01.
   for (let i = 0; i < 10; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-02');
-  assert.equal(lb.server('web-01').failures, 3);
-  assert.equal(lb.server('web-02').ejected, false);
-  assert.equal(lb.server('web-02').ejectedUntil, null);
+  assert.equal((await lb.server('web-01')).failures, 3);
+  assert.equal((await lb.server('web-02')).ejected, false);
+  assert.equal((await lb.server('web-02')).ejectedUntil, null);
 });
 
 test('ejection time grows with each ejection in a row, and shrinks back once the server behaves', async (t) => {
@@ -82,7 +87,9 @@ test('ejection time grows with each ejection in a row, and shrinks back once the
   );
   await a.stop();
   const ejectOnce = async (n: number) => {
-    await waitFor('web-01 back in rotation', () => !lb.server('web-01').ejected, { interval: 5 });
+    await waitFor('web-01 back in rotation', async () => !(await lb.server('web-01')).ejected, {
+      interval: 5,
+    });
     await requestUntil(lb, `ejection ${n}`, () => ejections(lb, 'web-01').length === n);
     return ejections(lb, 'web-01')[n - 1]!;
   };
@@ -90,7 +97,7 @@ test('ejection time grows with each ejection in a row, and shrinks back once the
   assert.match(await ejectOnce(2), /ejected for 600ms .*ejection 2 in a row/);
   // Capped at maxEjectionTime.
   assert.match(await ejectOnce(3), /ejected for 700ms .*ejection 3 in a row/);
-  await waitFor('ejection over', () => !lb.server('web-01').ejected, { timeout: 2000 });
+  await waitFor('ejection over', async () => !(await lb.server('web-01')).ejected, { timeout: 2000 });
   assert.ok(lb.log.lines.some((l) => l.includes('server web-01 is back in rotation after its ejection')));
 
   // In rotation without an ejection for 3 × baseEjectionTime: three steps off the count of 3.
@@ -123,17 +130,16 @@ test('maxEjectedPercent: never more than that share of the servers is ejected', 
     ),
   );
   for (const d of dead) await d.stop();
-  const ejected = () =>
-    lb.handle
-      .status()
-      .backends[0]!.servers.filter((s) => s.ejected)
-      .map((s) => s.name);
-  await requestUntil(lb, 'two servers ejected', () => ejected().length === 2);
+  const ejected = async () =>
+    (await lb.handle.status()).backends[0]!.servers.filter((s) => s.ejected).map((s) => s.name);
+  await requestUntil(lb, 'two servers ejected', async () => (await ejected()).length === 2);
   // The third dead server keeps failing (its requests are retried on web-04) but stays in.
-  const third = ['web-01', 'web-02', 'web-03'].find((n) => !ejected().includes(n))!;
-  await requestUntil(lb, `more failures on ${third}`, () => lb.server(third).failures >= 3);
-  assert.equal(ejected().length, 2, `ejected: ${ejected().join(', ')}`);
-  assert.equal(lb.server(third).ejected, false);
+  const out = await ejected();
+  const third = ['web-01', 'web-02', 'web-03'].find((n) => !out.includes(n))!;
+  await requestUntil(lb, `more failures on ${third}`, async () => (await lb.server(third)).failures >= 3);
+  const still = await ejected();
+  assert.equal(still.length, 2, `ejected: ${still.join(', ')}`);
+  assert.equal((await lb.server(third)).ejected, false);
   assert.ok(
     lb.log.lines.some((l) =>
       l.includes(
@@ -186,9 +192,9 @@ test('consecutive5xx: 5xx answers in a row eject a server, and are relayed, not 
   );
   a.broken = true;
   const statuses: number[] = [];
-  for (let i = 0; i < 12 && !lb.server('web-01').ejected; i++)
+  for (let i = 0; i < 12 && !(await lb.server('web-01')).ejected; i++)
     statuses.push((await fetch(lb.port, '/')).status);
-  assert.equal(lb.server('web-01').ejected, true);
+  assert.equal((await lb.server('web-01')).ejected, true);
   // A 5xx answer is relayed, not retried: the client saw web-01's three 500s.
   assert.equal(statuses.filter((s) => s === 500).length, 3);
   assert.ok(
@@ -212,11 +218,11 @@ test('a 2xx answer resets the count: errors must come in a row', async (t) => {
     a.broken = i % 2 === 0;
     await fetch(lb.port, '/');
   }
-  assert.equal(lb.server('web-01').ejected, false);
+  assert.equal((await lb.server('web-01')).ejected, false);
   a.broken = true;
   await fetch(lb.port, '/');
   await fetch(lb.port, '/');
-  assert.equal(lb.server('web-01').ejected, true);
+  assert.equal((await lb.server('web-01')).ejected, true);
   // The only server, ejected (maxEjectedPercent 100): 503 until the ejection ends.
   assert.equal((await fetch(lb.port, '/')).status, 503);
 });
@@ -238,12 +244,15 @@ test('panic threshold: below it, traffic spreads over every server, health ignor
       { panicThreshold: 50 },
     ),
   );
-  const panic = () => lb.handle.status().backends[0]!.panic;
-  assert.equal(panic(), false);
+  const panic = async () => (await lb.handle.status()).backends[0]!.panic;
+  assert.equal(await panic(), false);
+  // Over one client connection, so through one worker (each worker balances its own requests).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
   const served = async (n: number) => {
     const seen = new Set<string>();
     for (let i = 0; i < n; i++) {
-      const r = await fetch(lb.port, '/');
+      const r = await fetch(lb.port, '/', { agent });
       assert.equal(r.status, 200);
       seen.add(r.text);
     }
@@ -255,15 +264,15 @@ test('panic threshold: below it, traffic spreads over every server, health ignor
   backends[1]!.healthStatus = 500;
   await waitFor(
     'two servers down',
-    () => lb.server('web-01').state === 'down' && lb.server('web-02').state === 'down',
+    async () => (await lb.server('web-01')).state === 'down' && (await lb.server('web-02')).state === 'down',
   );
-  assert.equal(panic(), false);
+  assert.equal(await panic(), false);
   assert.deepEqual(await served(8), ['web-03', 'web-04']);
 
   // One of four: panic. The servers still answer requests (only their health endpoint fails).
   backends[2]!.healthStatus = 500;
   await waitFor('panic', () => panic());
-  assert.equal(lb.server('web-03').state, 'down');
+  assert.equal((await lb.server('web-03')).state, 'down');
   assert.deepEqual(await served(8), ['web-01', 'web-02', 'web-03', 'web-04']);
   assert.ok(
     lb.log.lines.some((l) =>
@@ -273,14 +282,14 @@ test('panic threshold: below it, traffic spreads over every server, health ignor
 
   // Healthy again: out of panic, down servers get nothing.
   backends[2]!.healthStatus = 200;
-  await waitFor('out of panic', () => !panic());
+  await waitFor('out of panic', async () => !(await panic()));
   assert.deepEqual(await served(8), ['web-03', 'web-04']);
 
   // No healthy server at all is not panic: 503, as always.
   for (const b of backends) b.healthStatus = 500;
-  await waitFor('every server down', () =>
-    lb.handle.status().backends[0]!.servers.every((s) => s.state === 'down'),
+  await waitFor('every server down', async () =>
+    (await lb.handle.status()).backends[0]!.servers.every((s) => s.state === 'down'),
   );
-  assert.equal(panic(), false);
+  assert.equal(await panic(), false);
   assert.equal((await fetch(lb.port, '/')).status, 503);
 });

@@ -23,7 +23,7 @@ function check(t: TestContext, port: number, config = CONFIG) {
   const hc = new HttpHealthCheck(server, config, (c) => changes.push(c));
   t.after(() => {
     hc.stop();
-    server.agent.destroy();
+    server.pool.destroy();
   });
   return { server, changes, hc };
 }

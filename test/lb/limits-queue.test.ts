@@ -11,22 +11,22 @@ test('maxconn: requests past it wait in the backend queue and go, oldest first, 
     t,
     await configWith({ servers: [{ name: 'web-01', port: a.port }] }, { servers: [{ maxconn: 1 }] }),
   );
-  const queued = () => lb.handle.status().backends[0]!.queued;
+  const queued = async () => (await lb.handle.status()).backends[0]!.queued;
 
   const first = fetch(lb.port, '/1');
   await waitFor('/1 at the server', () => a.seen.length === 1);
   const second = fetch(lb.port, '/2');
-  await waitFor('/2 queued', () => queued() === 1);
+  await waitFor('/2 queued', async () => (await queued()) === 1);
   const third = fetch(lb.port, '/3');
-  await waitFor('/3 queued', () => queued() === 2);
+  await waitFor('/3 queued', async () => (await queued()) === 2);
   assert.deepEqual(a.seen, ['/1'], 'nothing past maxconn reached the server');
-  assert.equal(lb.server('web-01').inFlight, 1);
+  assert.equal((await lb.server('web-01')).inFlight, 1);
 
   a.answer('/1');
   assert.equal((await first).text, 'web-01');
   await waitFor('/2 dispatched', () => a.seen.length === 2);
   assert.deepEqual(a.seen, ['/1', '/2']);
-  assert.equal(queued(), 1);
+  assert.equal(await queued(), 1);
 
   a.answer('/2');
   await waitFor('/3 dispatched', () => a.seen.length === 3);
@@ -36,8 +36,8 @@ test('maxconn: requests past it wait in the backend queue and go, oldest first, 
     [200, 200],
   );
   assert.equal(a.peak, 1, 'never more than maxconn requests at the server at once');
-  assert.equal(queued(), 0);
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  assert.equal(await queued(), 0);
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
 });
 
 test('a server at its maxconn is skipped while another has room', async (t) => {
@@ -63,7 +63,7 @@ test('a server at its maxconn is skipped while another has room', async (t) => {
   assert.deepEqual(a.seen, ['/held']);
   for (let i = 0; i < 4; i++) b.answer();
   for (const r of await Promise.all(others)) assert.equal(r.text, 'web-02');
-  assert.equal(lb.handle.status().backends[0]!.queued, 0);
+  assert.equal((await lb.handle.status()).backends[0]!.queued, 0);
   a.answer();
   assert.equal((await held).text, 'web-01');
 });
@@ -81,7 +81,7 @@ test('queue full: 503 at once; waiting longer than queue.timeout: 503', async (t
   await waitFor('/1 at the server', () => a.seen.length === 1);
   const sentAt = Date.now();
   const waiting = fetch(lb.port, '/2');
-  await waitFor('/2 queued', () => lb.handle.status().backends[0]!.queued === 1);
+  await waitFor('/2 queued', async () => (await lb.handle.status()).backends[0]!.queued === 1);
 
   const full = await fetch(lb.port, '/3');
   assert.equal(full.status, 503);
@@ -99,7 +99,7 @@ test('queue full: 503 at once; waiting longer than queue.timeout: 503', async (t
     '503 Service Unavailable: no server of backend "web" had a free slot within 300ms\n',
   );
   assert.ok(waited >= 280 && waited < 3000, `answered after ${waited}ms`);
-  assert.equal(lb.handle.status().backends[0]!.queued, 0);
+  assert.equal((await lb.handle.status()).backends[0]!.queued, 0);
   assert.deepEqual(a.seen, ['/1'], 'the turned-away requests never reached the server');
 
   a.answer();
@@ -122,16 +122,16 @@ test('a client that gives up while queued leaves the queue; its request never re
   const gone = request({ host: '127.0.0.1', port: lb.port, path: '/gone', agent: false });
   gone.on('error', () => undefined);
   gone.end();
-  await waitFor('/gone queued', () => lb.handle.status().backends[0]!.queued === 1);
+  await waitFor('/gone queued', async () => (await lb.handle.status()).backends[0]!.queued === 1);
   gone.destroy();
-  await waitFor('queue empty again', () => lb.handle.status().backends[0]!.queued === 0);
+  await waitFor('queue empty again', async () => (await lb.handle.status()).backends[0]!.queued === 0);
   const third = fetch(lb.port, '/3');
-  await waitFor('/3 queued', () => lb.handle.status().backends[0]!.queued === 1);
+  await waitFor('/3 queued', async () => (await lb.handle.status()).backends[0]!.queued === 1);
   a.answer('/1');
   await first;
   await waitFor('/3 dispatched', () => a.seen.length === 2);
   assert.deepEqual(a.seen, ['/1', '/3']);
   a.answer('/3');
   assert.equal((await third).status, 200);
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
 });

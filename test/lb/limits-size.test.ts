@@ -111,8 +111,8 @@ test('maxBodySize: a chunked body growing past it is cut: 413, and the server ne
   await waitFor('the server saw the upload aborted', () => up.seen.aborted === 1);
   assert.equal(up.seen.completed, 0);
   assert.equal(up.seen.bytes, 600, 'not a byte past the limit reached the server');
-  assert.equal(lb.server('web-01').failures, 0, 'the cut is not a failure of the server');
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  assert.equal((await lb.server('web-01')).failures, 0, 'the cut is not a failure of the server');
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
 
   // Within the limit, chunked passes.
   const ok = await RawClient.connect(t, lb.port);

@@ -331,7 +331,7 @@ test(
         // accounted when its connection closes.
         await waitFor(
           'the exchange to be over on the server side',
-          () => lb.server('recorder').inFlight === 0,
+          async () => (await lb.server('recorder')).inFlight === 0,
         );
         const got = since(backend, mark);
         assert.deepEqual(

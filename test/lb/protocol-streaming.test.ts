@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -52,11 +52,32 @@ async function writePattern(
   }
 }
 
-/** VmRSS of `pid` in bytes. */
+/** VmRSS of `pid` and of every process under it (a load balancer's workers), in bytes. */
 function rss(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for ${pid}`);
-  return Number(m[1]) * 1024;
+  let total = Number(m[1]) * 1024;
+  for (const child of childPids(pid)) total += rssIfAlive(child);
+  return total;
+}
+
+/** rss(pid), or 0 for a process that is gone by now. */
+function rssIfAlive(pid: number): number {
+  try {
+    return rss(pid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
+/** The child processes of `pid` (from /proc, every thread's children). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`))
+    for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/))
+      if (c !== '') out.push(Number(c));
+  return out;
 }
 
 /** Samples the RSS of `pid` every 50ms until stopped; `peak()` is the highest seen. */

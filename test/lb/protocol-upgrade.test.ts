@@ -81,7 +81,7 @@ test('WebSocket: the 101 handshake goes through and bytes are tunnelled both way
   assert.equal(seen['sec-websocket-key'], key);
   assert.equal(seen['x-forwarded-for'], '127.0.0.1');
   assert.equal(seen['host'], 'ws.test');
-  assert.equal(lb.server('web-01').inFlight, 1, 'an open tunnel holds a slot');
+  assert.equal((await lb.server('web-01')).inFlight, 1, 'an open tunnel holds a slot');
 
   const headLength = head.length;
   client.write('ping 1');
@@ -100,7 +100,7 @@ test('WebSocket: the 101 handshake goes through and bytes are tunnelled both way
 
   client.socket.end();
   await client.untilClosed();
-  await waitFor('slot released', () => lb.server('web-01').inFlight === 0);
+  await waitFor('slot released', async () => (await lb.server('web-01')).inFlight === 0);
   await waitFor('backend side closed', () => backend.seen.sockets.size === 0);
 });
 
@@ -113,8 +113,8 @@ test('an upgrade the server refuses: its answer is relayed and the connection cl
   assert.match(got, /^HTTP\/1\.1 403 Forbidden\r\n/);
   assert.match(got, /\r\nConnection: close\r\n/i);
   assert.match(got, /\r\n\r\nno chat\n$/);
-  assert.equal(lb.server('web-01').responses['4xx'], 1);
-  await waitFor('slot released', () => lb.server('web-01').inFlight === 0);
+  assert.equal((await lb.server('web-01')).responses['4xx'], 1);
+  await waitFor('slot released', async () => (await lb.server('web-01')).inFlight === 0);
 });
 
 test('tunnelTimeout: a tunnel stays open while bytes flow, and closes once idle that long', async (t) => {
@@ -144,7 +144,7 @@ test('tunnelTimeout: a tunnel stays open while bytes flow, and closes once idle 
   await client.untilClosed(5000);
   const idle = Date.now() - idleSince;
   assert.ok(idle >= 300 && idle < 3000, `closed after ${idle}ms idle`);
-  await waitFor('slot released', () => lb.server('web-01').inFlight === 0);
+  await waitFor('slot released', async () => (await lb.server('web-01')).inFlight === 0);
 });
 
 test('close() ends open tunnels after the drain time instead of waiting for them', async (t) => {

@@ -36,7 +36,7 @@ test('equal weights split 20 requests exactly 10/10, over reused upstream connec
   assert.equal(a.sockets.size, 1);
   assert.equal(b.sockets.size, 1);
 
-  const s1 = lb.server('web-01');
+  const s1 = await lb.server('web-01');
   assert.equal(s1.totalRequests, 10);
   assert.equal(s1.responses['2xx'], 10);
   assert.equal(s1.inFlight, 0);
@@ -63,18 +63,18 @@ test('a stopped server is marked down after `fall` failed checks, gets no reques
   ]);
 
   await b.stop();
-  await waitFor('web-02 down', () => lb.server('web-02').state === 'down');
+  await waitFor('web-02 down', async () => (await lb.server('web-02')).state === 'down');
   const down = lb.changes.find((c) => c.server === 'web-02' && !c.up && !c.initial)!;
   assert.equal(down.consecutive, 3);
   assert.equal(down.reason, 'connect ECONNREFUSED');
-  assert.equal(lb.server('web-02').check.lastError, 'connect ECONNREFUSED');
+  assert.equal((await lb.server('web-02')).check.lastError, 'connect ECONNREFUSED');
 
   const before = b.requests;
   for (let i = 0; i < 6; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-01');
   assert.equal(b.requests, before);
 
   await b.restart();
-  await waitFor('web-02 up', () => lb.server('web-02').state === 'up');
+  await waitFor('web-02 up', async () => (await lb.server('web-02')).state === 'up');
   const up = lb.changes.findLast((c) => c.server === 'web-02')!;
   assert.equal(up.up, true);
   assert.equal(up.consecutive, 2);
@@ -99,17 +99,17 @@ test('active-passive: the backup takes traffic only while the active server is d
   );
   for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-01');
   a.healthStatus = 500;
-  await waitFor('web-01 down', () => lb.server('web-01').state === 'down');
+  await waitFor('web-01 down', async () => (await lb.server('web-01')).state === 'down');
   for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-02');
   a.healthStatus = 200;
-  await waitFor('web-01 up', () => lb.server('web-01').state === 'up');
+  await waitFor('web-01 up', async () => (await lb.server('web-01')).state === 'up');
   for (let i = 0; i < 4; i++) assert.equal((await fetch(lb.port, '/')).text, 'web-01');
-  assert.equal(lb.server('web-02').backup, true);
+  assert.equal((await lb.server('web-02')).backup, true);
 });
 
 test('503 with Retry-After when no server is up', async (t) => {
   const lb = await startLb(t, await makeConfig({ servers: [{ name: 'web-01', port: await freePort() }] }));
-  assert.equal(lb.server('web-01').state, 'down');
+  assert.equal((await lb.server('web-01')).state, 'down');
   const r = await fetch(lb.port, '/');
   assert.equal(r.status, 503);
   assert.equal(r.headers['retry-after'], '1');
@@ -173,8 +173,8 @@ test('504 when the server sends no response headers within serverTimeout', async
   const r = await fetch(lb.port, '/never');
   assert.equal(r.status, 504);
   assert.match(r.text, /^504 Gateway Timeout/);
-  assert.equal(lb.server('web-01').failures, 1);
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  assert.equal((await lb.server('web-01')).failures, 1);
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
   assert.ok(
     lb.log.lines.some((l) => l.includes('no response within 200ms')),
     lb.log.lines.join('\n'),
@@ -194,9 +194,9 @@ test('a server that drops the connection mid-body: the client connection is cut,
   const a = await startBackend(t, 'web-01');
   const lb = await startLb(t, await makeConfig({ servers: [{ name: 'web-01', port: a.port }] }));
   await assert.rejects(fetch(lb.port, '/partial'));
-  await waitFor('failure counted', () => lb.server('web-01').failures === 1);
+  await waitFor('failure counted', async () => (await lb.server('web-01')).failures === 1);
   assert.equal((await fetch(lb.port, '/')).status, 200);
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
 });
 
 test('a client that goes away mid-request: the upstream request is abandoned too', async (t) => {
@@ -208,7 +208,7 @@ test('a client that goes away mid-request: the upstream request is abandoned too
   await waitFor('request held by the server', () => a.held.length === 1);
   req.destroy();
   await waitFor('server saw the request abandoned', () => a.abandoned === 1);
-  await waitFor('in-flight back to 0', () => lb.server('web-01').inFlight === 0);
+  await waitFor('in-flight back to 0', async () => (await lb.server('web-01')).inFlight === 0);
   assert.equal((await fetch(lb.port, '/')).status, 200);
 });
 
@@ -238,11 +238,11 @@ test('a refused connection is retried once on another server', async (t) => {
     assert.equal(r.status, 200);
     assert.equal(JSON.parse(r.text).length, 5);
   }
-  const s1 = lb.server('web-01');
+  const s1 = await lb.server('web-01');
   assert.equal(s1.state, 'up');
   assert.ok(s1.failures >= 1, `failures: ${s1.failures}`);
   assert.equal(s1.inFlight, 0);
-  assert.equal(lb.server('web-02').inFlight, 0);
+  assert.equal((await lb.server('web-02')).inFlight, 0);
   assert.ok(lb.log.lines.some((l) => l.includes('connect ECONNREFUSED; retrying on web-02')));
 });
 
@@ -311,7 +311,7 @@ test('close() lets an in-flight request finish, then releases every port', async
   assert.equal((await fetch(lb.port, '/', { agent })).status, 200);
   const pending = fetch(lb.port, '/hold');
   await waitFor('request held by the server', () => a.held.length === 1);
-  assert.equal(lb.server('web-01').inFlight, 1);
+  assert.equal((await lb.server('web-01')).inFlight, 1);
   const closed = lb.handle.close();
   // No new connections once closing.
   await waitFor('frontend refuses connections', () =>

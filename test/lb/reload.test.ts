@@ -140,25 +140,28 @@ test('a reload applies weights, added and removed servers, health checks and tim
   next.loadBalancers[0]!['serverTimeout'] = 300;
   next.loadBalancers[0]!['maxBodySize'] = 1000;
   const result = await handle.reload(resolve(next));
-  assert.deepEqual(result.changes.sort(), [
-    'backend web: healthCheck.path: /health-a → /health-b',
-    `backend web: server ${staying.name} weight: 1 → 3`,
-    `backend web: server ${streaming.name} removed; its requests in flight finish`,
-    'backend web: server web-03 added',
-    'maxBodySize: unset → 1000',
-    'serverTimeout: 5000 → 300',
-  ]);
+  assert.deepEqual(
+    result.changes.sort(),
+    [
+      'backend web: healthCheck.path: /health-a → /health-b',
+      `backend web: server ${staying.name} weight: 1 → 3`,
+      `backend web: server ${streaming.name} removed; its requests in flight finish`,
+      'backend web: server web-03 added',
+      'maxBodySize: unset → 1000',
+      'serverTimeout: 5000 → 300',
+    ].sort(),
+  );
   assert.ok(log.lines.some((l) => l.startsWith('info config reloaded (test config): ')));
 
   // New checks, on the new path, bring web-03 up.
-  await waitFor('web-03 up', () =>
-    handle.status().backends[0]!.servers.some((s) => s.name === 'web-03' && s.state === 'up'),
+  await waitFor('web-03 up', async () =>
+    (await handle.status()).backends[0]!.servers.some((s) => s.name === 'web-03' && s.state === 'up'),
   );
   const checked = s3.checked.length;
   await waitFor('more checks', () => s3.checked.length > checked && staying.checked.at(-1) === '/health-b');
   assert.ok(s3.checked.every((p) => p === '/health-b'));
   assert.deepEqual(
-    handle.status().backends[0]!.servers.map((s) => [s.name, s.weight, s.state]),
+    (await handle.status()).backends[0]!.servers.map((s) => [s.name, s.weight, s.state]),
     [
       [staying.name, 3, 'up'],
       ['web-03', 1, 'up'],
@@ -207,7 +210,7 @@ test('a frontend added by a reload listens; a removed one stops accepting; the o
   assert.deepEqual(added.changes, [`frontend alt: added on 127.0.0.1:${extra} (backend web)`]);
   assert.equal((await fetch(extra, '/')).text, 'web-01');
   assert.deepEqual(
-    handle.status().frontends.map((f) => f.name),
+    (await handle.status()).frontends.map((f) => f.name),
     ['http', 'alt'],
   );
 
@@ -279,7 +282,7 @@ test('an invalid config, or one that cannot be applied, is rejected whole and th
   clash.loadBalancers[0]!.frontends.push({ name: 'alt', host: '127.0.0.1', port: takenPort, backend: 'web' });
   writeFileSync(file, JSON.stringify(clash));
   await assert.rejects(handle.reload(), PortInUseError);
-  assert.equal(handle.status().backends[0]!.servers[0]!.weight, 1);
+  assert.equal((await handle.status()).backends[0]!.servers[0]!.weight, 1);
   const served = new Set<string>();
   for (let i = 0; i < 4; i++) served.add((await fetch(port, '/')).text);
   assert.deepEqual([...served].sort(), ['web-01', 'web-02']);

@@ -78,9 +78,12 @@ test('one of two backends SIGKILLed under a steady stream of GETs: every request
   assert.deepEqual([...result.statuses], [[200, result.sent]], JSON.stringify([...result.statuses]));
   assert.equal(result.sent, 2000);
   assert.ok(result.servedBy.get('web-02')! >= 100, `web-02 served ${result.servedBy.get('web-02')}`);
-  await waitFor('web-02 down', () => lb.server('web-02').state === 'down');
-  const web = lb.handle.status().backends[0]!;
-  assert.ok(web.retries >= 1 && web.retries === lb.server('web-02').retries, `retries: ${web.retries}`);
+  await waitFor('web-02 down', async () => (await lb.server('web-02')).state === 'down');
+  const web = (await lb.handle.status()).backends[0]!;
+  assert.ok(
+    web.retries >= 1 && web.retries === (await lb.server('web-02')).retries,
+    `retries: ${web.retries}`,
+  );
   assert.equal(web.redispatches, web.retries);
 });
 
@@ -133,7 +136,7 @@ test('a request that may have reached the server is sent again only if idempoten
       { passiveHealth: { consecutiveErrors: 0 } },
     ),
   );
-  assert.equal(lb.server('web-01').state, 'up');
+  assert.equal((await lb.server('web-01')).state, 'up');
 
   // A POST with a body, reset after the server read it: 502, and it reached a server once.
   const post = await fetch(lb.port, '/orders', { method: 'POST', body: Buffer.from('{"qty":1}') });
@@ -158,8 +161,8 @@ test('a request that may have reached the server is sent again only if idempoten
   assert.equal(del.status, 200);
   assert.deepEqual(resetter.seen.slice(4), ['GET /page', 'DELETE /item']);
   assert.equal(other.requests, 2);
-  assert.equal(lb.server('web-01').retries, 2);
-  assert.equal(lb.server('web-01').redispatches, 2);
+  assert.equal((await lb.server('web-01')).retries, 2);
+  assert.equal((await lb.server('web-01')).redispatches, 2);
   assert.ok(
     lb.log.lines.some((l) => l.includes('server web-01 failed: read ECONNRESET; retrying on web-02')),
   );
@@ -202,8 +205,8 @@ test('a reused keep-alive connection the server closed: sent again on the same s
     assert.equal(r.status, 200, `request ${i}: ${r.text}`);
   }
   assert.equal(answered, 4);
-  assert.ok(lb.server('web-01').retries >= 1);
-  assert.equal(lb.server('web-01').redispatches, 0);
+  assert.ok((await lb.server('web-01')).retries >= 1);
+  assert.equal((await lb.server('web-01')).redispatches, 0);
 });
 
 test('redispatch: each retry goes to a server the request has not failed on yet', async (t) => {
@@ -229,13 +232,13 @@ test('redispatch: each retry goes to a server the request has not failed on yet'
     assert.equal(r.status, 200, r.text);
     assert.equal(r.text, 'web-03');
   }
-  const web = lb.handle.status().backends[0]!;
-  const failures = lb.server('web-01').failures + lb.server('web-02').failures;
+  const web = (await lb.handle.status()).backends[0]!;
+  const failures = (await lb.server('web-01')).failures + (await lb.server('web-02')).failures;
   assert.ok(failures >= 12, `failures: ${failures}`);
   assert.equal(web.retries, failures);
   assert.equal(web.redispatches, failures);
-  assert.equal(lb.server('web-01').retries, lb.server('web-01').failures);
-  assert.equal(lb.server('web-03').retries, 0);
+  assert.equal((await lb.server('web-01')).retries, (await lb.server('web-01')).failures);
+  assert.equal((await lb.server('web-03')).retries, 0);
   assert.ok(lb.log.lines.some((l) => l.includes('connect ECONNREFUSED; retrying on web-03')));
 
   // `retries` bounds the attempts: with one retry, a request whose two first picks are dead fails.
@@ -249,5 +252,5 @@ test('redispatch: each retry goes to a server the request has not failed on yet'
   const noRetry = new Set<number>();
   for (let i = 0; i < 3; i++) noRetry.add((await fetch(none.port, '/')).status);
   assert.ok(noRetry.has(502), [...noRetry].join(', '));
-  assert.equal(none.handle.status().backends[0]!.retries, 0);
+  assert.equal((await none.handle.status()).backends[0]!.retries, 0);
 });

@@ -62,9 +62,9 @@ test('a server back up after being down ramps its share of requests up over slow
   assert.equal(await shareOfWeb02(5000, 20), 0.5);
 
   b.healthStatus = 500;
-  await waitFor('web-02 down', () => lb.server('web-02').state === 'down');
+  await waitFor('web-02 down', async () => (await lb.server('web-02')).state === 'down');
   b.healthStatus = 200;
-  await waitFor('web-02 up', () => lb.server('web-02').state === 'up', { interval: 5 });
+  await waitFor('web-02 up', async () => (await lb.server('web-02')).state === 'up', { interval: 5 });
   const upAt = performance.now();
 
   // First quarter of the ramp: its weight is 5 % to 25 % of web-01's, so well under half.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Agent } from 'node:http';
 import { test } from 'node:test';
 import { waitFor } from '../helpers/index.js';
 import { admin, adminPort } from './admin-fixtures.js';
@@ -121,7 +122,10 @@ test('GET /metrics is valid Prometheus text with the load balancer metrics, and 
   const requests0 = value(before, 'tandem_server_requests_total', web01);
   const ok0 = value(before, 'tandem_server_responses_total', { ...web01, code: '2xx' });
 
-  for (let i = 0; i < 6; i++) assert.equal((await fetch(lb.port, '/')).status, 200);
+  // Over one client connection, so through one worker (each worker balances its own requests).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  for (let i = 0; i < 6; i++) assert.equal((await fetch(lb.port, '/', { agent })).status, 200);
   const after = await scrape(lb.statsPort);
   assert.equal(value(after, 'tandem_server_requests_total', web01) - requests0, 4);
   assert.equal(value(after, 'tandem_server_responses_total', { ...web01, code: '2xx' }) - ok0, 4);
@@ -158,7 +162,7 @@ test('GET /metrics is valid Prometheus text with the load balancer metrics, and 
   assert.equal(value(drained, 'tandem_server_admin_state', { ...web02, state: 'ready' }), 0);
 
   await b.stop();
-  await waitFor('web-02 down', () => lb.server('web-02').state === 'down');
+  await waitFor('web-02 down', async () => (await lb.server('web-02')).state === 'down');
   const down = await scrape(lb.statsPort);
   assert.equal(value(down, 'tandem_server_up', web02), 0);
   assert.equal(value(down, 'tandem_server_check_success', web02), 0);

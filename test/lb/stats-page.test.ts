@@ -68,7 +68,7 @@ test('GET / and /stats on the stats port serve an HTML page with a row per serve
   assert.match(row(page, 'web-02'), /^<tr class="maint">.*<td class="text state">maint<\/td>/);
   await admin(adminPort(lb.config), 'POST', '/backends/web/servers/web-02/enable');
   await b.stop();
-  await waitFor('web-02 down', () => lb.server('web-02').state === 'down');
+  await waitFor('web-02 down', async () => (await lb.server('web-02')).state === 'down');
   page = (await fetch(lb.statsPort, '/')).text;
   assert.match(row(page, 'web-02'), /^<tr class="down">.*<td class="text state">down<\/td>/);
   assert.match(cells(row(page, 'web-02'))[12]!, /^failed: connect ECONNREFUSED/);

@@ -63,7 +63,7 @@ describe('sticky sessions by an inserted cookie', () => {
     // The pinned server goes down: the client moves to the other one and is pinned there.
     const home: TestBackend = first.server === a.name ? a : b;
     await home.stop();
-    await waitFor(`${home.name} down`, () => lb.server(home.name).state === 'down');
+    await waitFor(`${home.name} down`, async () => (await lb.server(home.name)).state === 'down');
     const moved = await get(cookie);
     assert.equal(moved.server, second.server);
     assert.equal(moved.setCookie?.[0], second.setCookie![0]);
@@ -73,7 +73,7 @@ describe('sticky sessions by an inserted cookie', () => {
 
     // The old server is back: the client stays where its cookie says.
     await home.restart();
-    await waitFor(`${home.name} up`, () => lb.server(home.name).state === 'up');
+    await waitFor(`${home.name} up`, async () => (await lb.server(home.name)).state === 'up');
     for (let i = 0; i < 3; i++)
       assert.deepEqual(await get(newCookie), { server: second.server, setCookie: undefined });
     assert.equal((await get(cookie)).server, home.name);
@@ -125,7 +125,7 @@ describe('sticky sessions and maxconn', () => {
     assert.equal(overflow.headers['set-cookie'], undefined, 'the client keeps its cookie');
     home.release();
     assert.equal((await held).text, home.name);
-    await waitFor('a free slot', () => lb.server(home.name).inFlight === 0);
+    await waitFor('a free slot', async () => (await lb.server(home.name)).inFlight === 0);
     const back = await fetch(lb.port, '/', { headers: { cookie } });
     assert.equal(back.text, home.name);
   });

@@ -107,7 +107,8 @@ export interface RunningTcpLb {
   /** Frontend port. */
   port: number;
   log: ReturnType<typeof memoryLogger>;
-  server(name: string): ServerStatus;
+  /** The server's status, its counters summed over the workers (see LoadBalancerHandle.status()). */
+  server(name: string): Promise<ServerStatus>;
 }
 
 /**
@@ -166,8 +167,8 @@ export async function startTcpLb(t: TestContext, opts: TcpLbOptions): Promise<Ru
     config,
     port: config.loadBalancers[0]!.frontends[0]!.port,
     log,
-    server(name) {
-      const s = handle.status().backends[0]!.servers.find((x) => x.name === name);
+    async server(name) {
+      const s = (await handle.status()).backends[0]!.servers.find((x) => x.name === name);
       if (!s) throw new Error(`no server ${name} in status`);
       return s;
     },

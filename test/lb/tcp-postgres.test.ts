@@ -76,7 +76,7 @@ test('a pg client queries PostgreSQL through a TCP frontend', { timeout: 120_000
   assert.equal(big.rows.length, 5000);
   assert.equal(big.rows[4999].h, createHash('md5').update('5000').digest('hex'));
 
-  const server = lb.status().backends[0]!.servers[0]!;
+  const server = (await lb.status()).backends[0]!.servers[0]!;
   assert.equal(server.address, `127.0.0.1:${dbPort}`);
   assert.equal(server.state, 'up');
   assert.equal(server.totalConnections, 2);

@@ -43,8 +43,8 @@ test(
     assert.equal(reply.data.length, payload.length);
     assert.equal(sha256(reply.data), sha256(payload));
     assert.equal(sha256(echo.all()), sha256(payload));
-    await waitFor('the session to be accounted', () => lb.server('echo-a').inFlight === 0);
-    const s = lb.server('echo-a');
+    await waitFor('the session to be accounted', async () => (await lb.server('echo-a')).inFlight === 0);
+    const s = await lb.server('echo-a');
     assert.equal(s.totalConnections, 1);
     assert.deepEqual(s.bytes, { in: payload.length, out: payload.length });
   },
@@ -161,8 +161,8 @@ test(
     for (let i = 0; i < 8; i++) order.push((await rawExchange(lb.port, 'x')).data.toString().trim());
     // Smooth weighted round robin with weights 2:1:1.
     assert.deepEqual(order, ['tcp-a', 'tcp-b', 'tcp-c', 'tcp-a', 'tcp-a', 'tcp-b', 'tcp-c', 'tcp-a']);
-    assert.equal(lb.server('tcp-a').totalConnections, 4);
-    assert.equal(lb.server('tcp-b').totalConnections, 2);
+    assert.equal((await lb.server('tcp-a')).totalConnections, 4);
+    assert.equal((await lb.server('tcp-b')).totalConnections, 2);
   },
 );
 
@@ -176,12 +176,12 @@ test('a server its health check marks down gets no connections', { timeout: T },
     ],
   });
   await b.stopListening();
-  await waitFor('tcp-b down', () => lb.server('tcp-b').state === 'down');
-  const before = lb.server('tcp-b');
+  await waitFor('tcp-b down', async () => (await lb.server('tcp-b')).state === 'down');
+  const before = await lb.server('tcp-b');
   for (let i = 0; i < 6; i++) assert.equal((await rawExchange(lb.port, 'x')).data.toString(), 'tcp-a\n');
-  const after = lb.server('tcp-b');
+  const after = await lb.server('tcp-b');
   assert.equal(after.totalConnections, before.totalConnections, 'no connection was even attempted');
-  assert.equal(lb.server('tcp-a').totalConnections, 6);
+  assert.equal((await lb.server('tcp-a')).totalConnections, 6);
 });
 
 test(
@@ -200,7 +200,7 @@ test(
     });
     await a.stopListening();
     for (let i = 0; i < 4; i++) assert.equal((await rawExchange(lb.port, 'x')).data.toString(), 'tcp-b\n');
-    const a1 = lb.server('tcp-a');
+    const a1 = await lb.server('tcp-a');
     assert.ok(a1.failures >= 1);
     assert.equal(a1.redispatches, a1.failures, 'every failed connect went to the other server');
     assert.ok(
@@ -232,14 +232,20 @@ test(
       first.destroy();
       second.destroy();
     });
-    assert.equal(lb.server('tcp-a').inFlight, 1);
-    assert.equal(lb.server('tcp-b').inFlight, 1);
+    assert.equal((await lb.server('tcp-a')).inFlight, 1);
+    assert.equal((await lb.server('tcp-b')).inFlight, 1);
     // Both full: the third client is closed without reaching any server.
     const third = await rawExchange(lb.port, 'x');
     assert.equal(third.data.length, 0);
-    assert.equal(lb.server('tcp-a').totalConnections + lb.server('tcp-b').totalConnections, 2);
+    assert.equal(
+      (await lb.server('tcp-a')).totalConnections + (await lb.server('tcp-b')).totalConnections,
+      2,
+    );
     first.destroy();
-    await waitFor('a free slot', () => lb.server('tcp-a').inFlight + lb.server('tcp-b').inFlight === 1);
+    await waitFor(
+      'a free slot',
+      async () => (await lb.server('tcp-a')).inFlight + (await lb.server('tcp-b')).inFlight === 1,
+    );
     const fourth = await rawExchange(lb.port, 'y', { end: true });
     assert.equal(fourth.data.toString(), 'y');
   },

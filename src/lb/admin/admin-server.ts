@@ -27,6 +27,13 @@ export interface AdminTarget {
   token(): string;
   /** Re-reads the config and applies it; rejects with a TandemError saying why it was not applied. */
   reload(): Promise<{ source: string; changes: string[] }>;
+  /** Brings the servers' counters up to date before they are shown (a primary reads its workers'). */
+  refresh(): Promise<void>;
+  /**
+   * An operator changed a server of `backend`: resolves once every process that proxies applies it
+   * (a primary's workers), so that the answer means the change is in force.
+   */
+  changed(backend: Backend): Promise<void>;
   log: Logger;
 }
 
@@ -98,6 +105,7 @@ async function handle(target: AdminTarget, req: IncomingMessage): Promise<unknow
     .filter((p) => p !== '')
     .map((p) => safeDecode(p));
   const body = await readBody(req);
+  if (method === 'GET' || method === 'HEAD') await target.refresh();
 
   if (parts.length === 0) {
     allow(method, 'GET');
@@ -137,6 +145,7 @@ async function handle(target: AdminTarget, req: IncomingMessage): Promise<unknow
     const before = server.weight;
     server.weight = weight;
     target.log.info(`admin (${from}): server ${who} weight ${before} → ${weight}`);
+    await target.changed(backend);
     return { backend: backend.name, server: serverStatus(backend, server) };
   }
   if (Object.hasOwn(ACTIONS, action)) {
@@ -145,6 +154,7 @@ async function handle(target: AdminTarget, req: IncomingMessage): Promise<unknow
     const before = server.adminState;
     server.adminState = state;
     if (before !== state) target.log.info(`admin (${from}): server ${who} ${state} (was ${before})`);
+    await target.changed(backend);
     return { backend: backend.name, server: serverStatus(backend, server) };
   }
   throw new AdminError(

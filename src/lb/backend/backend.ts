@@ -10,7 +10,7 @@ import { createStickyCookie, type StickyCookie } from '../proxy/sticky.js';
 import { RequestQueue } from '../proxy/queue.js';
 import type { LatencyHistogram } from '../stats/latency-histogram.js';
 import type { BackendStatus, ServerStatus } from '../stats/status.js';
-import { PassiveHealth } from './passive-health.js';
+import { PassiveHealth, type PassiveHealthSink } from './passive-health.js';
 import { adoptServer } from '../reload/carry-over.js';
 import type { UpstreamServer } from './upstream-server.js';
 
@@ -27,27 +27,37 @@ export class Backend {
   latency: LatencyHistogram | undefined = undefined;
   private checks: HealthCheck[] = [];
   /** Passive health: the proxy reports answers and failures here; it ejects servers. */
-  readonly passive: PassiveHealth;
+  readonly passive: PassiveHealthSink;
   /** Panic mode (see updatePanic): every server counts as usable, health ignored. */
   panic = false;
   /** Requests waiting while every usable server is at its maxconn (`queue.size`, `queue.timeout`). */
   readonly queue: RequestQueue;
 
+  /**
+   * In a load balancer's primary process, which serves no request itself: the requests waiting in
+   * the workers' queues of this backend (their sum, as last read).
+   */
+  remoteQueued = 0;
+  /** Called when passive health ejects a server or ends an ejection (the primary tells its workers). */
+  onStateChange: (() => void) | undefined = undefined;
+
   /** Requests waiting in the queue now. */
   get queued(): number {
-    return this.queue.length;
+    return this.queue.length + this.remoteQueued;
   }
 
   /**
    * Resolves each backend server's address from `servers` (the config's top-level list). A config
    * reload passes the running backend of the same name as `previous`: its servers carry over (see
-   * reload/carry-over.ts).
+   * reload/carry-over.ts). `passive`: where the proxy's reports go, default the backend's own
+   * PassiveHealth (a worker process reports to its primary instead).
    */
   constructor(
     readonly config: BackendConfig,
     servers: readonly ServerConfig[],
     private readonly log: Logger = SILENT,
     previous?: Backend,
+    passive?: (servers: readonly UpstreamServer[]) => PassiveHealthSink,
   ) {
     this.name = config.name;
     this.servers = config.servers.map((s, i) => {
@@ -72,7 +82,12 @@ export class Backend {
     this.balancer = createBalancer(config, this.servers);
     this.sticky = createStickyCookie(config, this.servers);
     this.queue = new RequestQueue(config.queue.size, config.queue.timeout);
-    this.passive = new PassiveHealth(config.passiveHealth, this.servers, log, () => this.updatePanic());
+    this.passive =
+      passive?.(this.servers) ??
+      new PassiveHealth(config.passiveHealth, this.servers, log, () => {
+        this.updatePanic();
+        this.onStateChange?.();
+      });
   }
 
   /** Starts one health check per server; resolves when every server has had its first check. */
@@ -138,7 +153,7 @@ export class Backend {
 
   /** Closes the keep-alive connections to the servers. */
   destroyAgents(): void {
-    for (const s of this.servers) s.agent.destroy();
+    for (const s of this.servers) s.pool.destroy();
   }
 
   status(): BackendStatus {
@@ -165,7 +180,7 @@ function serverStatus(s: UpstreamServer): ServerStatus {
     backup: s.backup,
     state: s.up ? 'up' : 'down',
     adminState: s.adminState,
-    inFlight: s.inFlight,
+    inFlight: s.reportedInFlight ?? s.inFlight,
     totalRequests: s.totalRequests,
     responses: { '2xx': r[2]!, '3xx': r[3]!, '4xx': r[4]!, '5xx': r[5]! },
     failures: s.failures,

@@ -19,6 +19,16 @@ export function outlierCounters(): OutlierCounters {
   return { errors: 0, fiveXx: 0, streak: 0, lastEjectionEnd: 0 };
 }
 
+/** Where the proxy reports what it sees of each server: PassiveHealth, or in a worker process its reporter. */
+export interface PassiveHealthSink {
+  /** `server` answered with `status` (response headers received). */
+  response(server: UpstreamServer, status: number): void;
+  /** A request to `server` failed without an answer: connection error, reset or timeout (`why`). */
+  error(server: UpstreamServer, why: string): void;
+  /** Clears the timers that end ejections. */
+  stop(): void;
+}
+
 /**
  * Passive health of one backend (outlier detection, like Envoy's): the proxy reports every answer
  * and every failure it sees, and a server with `consecutiveErrors` connection errors (or
@@ -30,7 +40,7 @@ export function outlierCounters(): OutlierCounters {
  * Never more than `maxEjectedPercent` of the backend's servers are ejected at once (rounded down).
  * An ejection ends on its own time, whatever the active check says meanwhile.
  */
-export class PassiveHealth {
+export class PassiveHealth implements PassiveHealthSink {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly maxStreak: number;
 

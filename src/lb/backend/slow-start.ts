@@ -24,6 +24,24 @@ export class SlowStart {
     this.until = now + this.duration;
   }
 
+  /** When the running ramp began, in ms since the epoch (for another process); 0 when not ramping. */
+  startedAtEpoch(): number {
+    return this.until === 0 ? 0 : performance.timeOrigin + this.startedAt;
+  }
+
+  /**
+   * Takes over a ramp another process began at `epochMs` (see startedAtEpoch): the same weights at
+   * the same times. 0: no ramp.
+   */
+  resume(epochMs: number): void {
+    if (epochMs === 0) {
+      this.until = 0;
+      return;
+    }
+    if (this.until !== 0 && performance.timeOrigin + this.startedAt === epochMs) return;
+    this.begin(epochMs - performance.timeOrigin);
+  }
+
   /** `weight` as ramped now: call only while `until` is not 0. */
   weight(weight: number, now = performance.now()): number {
     if (now >= this.until) {

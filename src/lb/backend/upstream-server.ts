@@ -1,8 +1,8 @@
-import { Agent } from 'node:http';
 import { formatAddress } from '../address.js';
 import type { BalancedServer } from '../balance/balancer.js';
 import type { CheckState } from '../health/health-check.js';
 import { type OutlierCounters, outlierCounters } from './passive-health.js';
+import { ConnectionPool } from './connection-pool.js';
 import { SlowStart } from './slow-start.js';
 
 /** What the load balancer knows about one server of a backend: address, health, counters. */
@@ -56,6 +56,11 @@ export class UpstreamServer implements BalancedServer {
   skipped = false;
   /** Passive health counters (see PassiveHealth). */
   readonly outlier: OutlierCounters = outlierCounters();
+  /**
+   * In a worker process: the primary's passive health counts errors of this server now, so every
+   * answer is reported to it, not only the failures (see workers/remote-passive.ts).
+   */
+  outlierWatch = false;
   /** Failed requests to this server that were sent again (HAProxy's `wretr`). */
   retries = 0;
   /** Of those, the ones sent to another server (HAProxy's `wredis`). */
@@ -67,11 +72,16 @@ export class UpstreamServer implements BalancedServer {
     lastDurationMs: 0,
     consecutive: 0,
   };
-  /** Keep-alive connection pool to this server, used by the proxy. */
-  readonly agent: Agent;
+  /** Keep-alive connections to this server, used by the HTTP proxy. */
+  readonly pool: ConnectionPool;
 
   /** Requests being proxied to this server right now. */
   inFlight = 0;
+  /**
+   * In a primary with workers: the requests its workers have in flight on this server, as last read
+   * (shown instead of `inFlight`, which there counts only the TCP sessions the primary placed).
+   */
+  reportedInFlight: number | undefined = undefined;
   /** Requests sent to this server (every attempt, retries included). */
   totalRequests = 0;
   /** Responses received from this server, indexed by status class: [1] = 1xx … [5] = 5xx. */
@@ -112,6 +122,6 @@ export class UpstreamServer implements BalancedServer {
     this.backup = opts.backup;
     this.maxConn = opts.maxConn;
     this.slowStart = new SlowStart(opts.slowStart ?? 0);
-    this.agent = new Agent({ keepAlive: true, scheduling: 'lifo', maxFreeSockets: 256, noDelay: true });
+    this.pool = new ConnectionPool(opts.host, opts.port);
   }
 }

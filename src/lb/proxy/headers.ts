@@ -24,6 +24,11 @@ const HOP_BY_HOP = new Set([
 function connectionOptions(values: string[]): Set<string> | undefined {
   let named: Set<string> | undefined;
   for (const value of values) {
+    // What nearly every client and server sends names no field: no split needed.
+    if (value.length <= 10) {
+      const v = value.toLowerCase();
+      if (v === 'keep-alive' || v === 'close') continue;
+    }
     for (const token of value.split(',')) {
       const name = token.trim().toLowerCase();
       if (name === '' || name === 'close' || name === 'keep-alive' || name === 'content-length') continue;
@@ -124,6 +129,22 @@ export function upstreamRequestHeaders(
   if (idLower !== undefined) out.push(options!.requestIdHeader!.name, requestId!);
   if (chunked) out.push('Transfer-Encoding', 'chunked');
   return chunked || length;
+}
+
+/** Whether a list upstreamRequestHeaders built sends the body chunked (its Transfer-Encoding comes last). */
+export function sendsChunked(out: readonly string[]): boolean {
+  return out.length >= 2 && out[out.length - 2] === 'Transfer-Encoding';
+}
+
+/**
+ * The request line and header section sent to a server, from the client's method and target and
+ * the list upstreamRequestHeaders built, ending with `Connection: keep-alive` (the proxy keeps its
+ * connections to servers). Every name and value passed the client-side parser (or is the proxy's own).
+ */
+export function requestHead(method: string, target: string, headers: readonly string[]): string {
+  let head = `${method} ${target} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}Connection: keep-alive\r\n\r\n`;
 }
 
 /**

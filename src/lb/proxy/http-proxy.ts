@@ -1,11 +1,4 @@
-import {
-  type ClientRequest,
-  createServer,
-  type IncomingMessage,
-  request,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
@@ -13,10 +6,12 @@ import type { Backend } from '../backend/backend.js';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
 import type { PickContext } from '../balance/balancer.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, requestHead, sendsChunked, upstreamRequestHeaders } from './headers.js';
 import { limitMessage, limitStatus } from './limits.js';
 import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
+import { listen } from '../listen.js';
+import { handOver, listenOnHandle, serveHandedOver } from './injected.js';
 import { guardServer, guardUpgrade, rejectMalformed } from './request-guard.js';
 import type { ProxyOptions } from './proxy-options.js';
 import { atMaxConn, type QueuedRequest, type QueueRejection, type RequestQueue } from './queue.js';
@@ -24,6 +19,7 @@ import { requestIdFor } from './request-id.js';
 import { UpgradeHandler } from './upgrade.js';
 import type { StickyCookie } from './sticky.js';
 import { mayRetry } from './retry-policy.js';
+import type { ConnectionUser, UpstreamConnection } from './upstream-connection.js';
 
 /** Timeouts of one frontend, in milliseconds (from the load balancer's config). */
 export interface ProxyTimeouts {
@@ -42,21 +38,33 @@ export interface ProxyTimeouts {
   tunnelTimeout: number;
 }
 
-/** The exchange an upstream request, response or connecting socket belongs to. */
+/** The exchange a client response, client request or upstream socket belongs to. */
 const kExchange = Symbol('tandem.exchange');
 type Tagged<T> = T & { [kExchange]?: Exchange | undefined };
 
-/** One client request on its way through the proxy, over one attempt or more (retries). */
-class Exchange implements QueuedRequest {
+/**
+ * One client request on its way through the proxy, over one attempt or more (retries): it is the
+ * user of the upstream connection of its current attempt (upstream-connection.ts), which calls it
+ * back with the response's head, body and end.
+ */
+class Exchange implements QueuedRequest, ConnectionUser {
   /** The server of the current attempt. */
   server: UpstreamServer;
-  upstream: Tagged<ClientRequest> | undefined = undefined;
-  response: IncomingMessage | undefined = undefined;
+  /** The connection of the current attempt; undefined once released or abandoned. */
+  conn: UpstreamConnection | undefined = undefined;
+  /** The current attempt went over a connection an earlier request used (a keep-alive one). */
+  reused = false;
   /** Connect timer, then server (response headers) timer. */
   timer: NodeJS.Timeout | undefined = undefined;
   /** The current attempt has a connection: request bytes may have left. */
   connected = false;
   timedOut: 'connect' | 'server' | undefined = undefined;
+  /** The response's head went to the client. */
+  responded = false;
+  /** The whole response came from the server. */
+  complete = false;
+  /** The whole request went to the server (no body, or its end was written). */
+  requestDone = false;
   /** Attempts sent again so far (at most the backend's `retries`). */
   retries = 0;
   /** Servers the request failed on, in order; only allocated on a first retry. */
@@ -82,10 +90,13 @@ class Exchange implements QueuedRequest {
 
   constructor(
     readonly proxy: HttpProxy,
-    readonly req: IncomingMessage,
+    readonly req: Tagged<IncomingMessage>,
     readonly res: Tagged<ServerResponse>,
-    readonly headers: string[],
+    /** The request line and header section sent to the server, built once for every attempt. */
+    readonly head: string,
     readonly hasBody: boolean,
+    /** The body goes on chunked (it came chunked). */
+    readonly chunked: boolean,
     server: UpstreamServer,
     readonly pickContext: PickContext,
   ) {
@@ -104,9 +115,114 @@ class Exchange implements QueuedRequest {
     this.waiting = false;
     this.proxy.queueRejected(this, reason);
   }
+
+  /** ConnectionUser: a new connection is up. */
+  upstreamConnected(conn: UpstreamConnection): void {
+    if (conn === this.conn && !this.done) connected(this);
+  }
+
+  /** ConnectionUser: the response's head, relayed to the client. */
+  upstreamHead(conn: UpstreamConnection, status: number, message: string, rawHeaders: string[]): boolean {
+    if (conn !== this.conn) return true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.done) {
+      this.abandon();
+      return true;
+    }
+    const server = this.server;
+    const proxy = this.proxy;
+    const cls = (status / 100) | 0;
+    if (cls < 6) server.responses[cls]!++;
+    proxy.backend.passive.response(server, status);
+    const options = proxy.options;
+    const headers = clientResponseHeaders(rawHeaders, proxy.closing, options.requestIdHeader, this.requestId);
+    this.sticky?.addSetCookie(headers, this.cookieServer, server);
+    try {
+      this.res.writeHead(status, message, headers);
+    } catch (err) {
+      server.failures++;
+      proxy.log.warn(
+        `backend ${server.backend}: server ${server.name} sent a response that cannot be relayed: ${describeError(err)}`,
+      );
+      this.abandon();
+      proxy.fail(this, 502);
+      return true;
+    }
+    this.responded = true;
+    return this.req.method === 'HEAD';
+  }
+
+  /** ConnectionUser: a 1xx before the final answer; a 100 Continue goes to the client that expects it. */
+  upstreamInformational(conn: UpstreamConnection, status: number): void {
+    if (status !== 100 || conn !== this.conn || this.done) return;
+    if (!this.expectContinue || this.sent100 || this.res.headersSent) return;
+    this.sent100 = true;
+    this.res.writeContinue();
+  }
+
+  /** ConnectionUser: a chunk of the response body, with backpressure from the client. */
+  upstreamBody(conn: UpstreamConnection, chunk: Buffer): void {
+    if (conn !== this.conn || this.done) return;
+    if (!this.res.write(chunk)) {
+      conn.socket.pause();
+      this.res.once('drain', onClientDrain);
+    }
+  }
+
+  /** ConnectionUser: the whole response is in. */
+  upstreamComplete(conn: UpstreamConnection): void {
+    if (conn !== this.conn) return;
+    this.complete = true;
+    if (!this.done) this.res.end();
+    this.release();
+  }
+
+  /** ConnectionUser: the attempt failed (error, timeout, close) before the whole response came. */
+  upstreamFailed(conn: UpstreamConnection, err: NodeJS.ErrnoException): void {
+    if (conn !== this.conn) return;
+    this.conn = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.done) return;
+    this.proxy.attemptFailed(this, err);
+  }
+
+  /**
+   * The response is complete: the connection goes back to the server's pool when the request is
+   * fully sent too and the server keeps the connection; a request body still on its way (the
+   * server answered before reading it all) is not sent on, and the connection is closed.
+   */
+  release(): void {
+    const conn = this.conn;
+    if (conn === undefined || !this.complete) return;
+    if (!this.requestDone) {
+      stopBody(this);
+      this.abandon();
+      return;
+    }
+    this.conn = undefined;
+    const socket = conn.socket as Tagged<Socket>;
+    if (socket[kExchange] !== undefined) {
+      socket[kExchange] = undefined;
+      socket.off('drain', onUpstreamDrain);
+    }
+    this.server.pool.release(conn, conn.keepAlive);
+  }
+
+  /** Closes the current attempt's connection (nothing of it is reported any more). */
+  abandon(): void {
+    const conn = this.conn;
+    this.conn = undefined;
+    conn?.destroy();
+  }
 }
 
 const TEXT = 'text/plain; charset=utf-8';
+/** What node:http's server sets on the connections it accepts. */
+const HTTP_SOCKET = { allowHalfOpen: true, noDelay: true };
+/** A request target with characters that cannot go on a request line. */
+const UNSENDABLE_TARGET = /[^\u0021-\u00ff]/;
 const BAD_GATEWAY = Buffer.from('502 Bad Gateway: the server failed to answer\n');
 const GATEWAY_TIMEOUT = Buffer.from('504 Gateway Timeout: the server did not answer in time\n');
 
@@ -138,6 +254,8 @@ export class HttpProxy {
   private tooManyHeadersBody: Buffer;
   /** Set while onCheckContinue hands a request to onRequest. */
   private expectingContinue = false;
+  /** Serves connections another process accepted (handOver) instead of listening itself. */
+  private handedOver = false;
 
   constructor(
     readonly frontend: FrontendConfig,
@@ -196,11 +314,40 @@ export class HttpProxy {
     server.maxHeaderSize = options.maxHeaderSize;
   }
 
+  /** Binds and listens on the frontend's address (FrontendProxy). */
+  async listen(component: string): Promise<void> {
+    const f = this.frontend;
+    await listen(this.server, f.host, f.port, component);
+    this.server.on('error', (err) => this.log.error(`frontend ${f.name}: ${err.message}`));
+  }
+
+  /**
+   * In a worker: accepts connections on `handle`, the frontend's listening socket the primary
+   * shares with its workers (again, after a close()). Rejects if the socket cannot be listened on.
+   */
+  listenOn(handle: object): Promise<void> {
+    this.closing = false;
+    return listenOnHandle(this.server, handle, this.frontend, this.log);
+  }
+
+  /**
+   * Serves `socket`, a client connection the load balancer's primary process accepted, as if this
+   * proxy's server had accepted it (in a worker process).
+   */
+  accept(socket: Socket): void {
+    if (!this.handedOver) {
+      this.handedOver = true;
+      serveHandedOver(this.server);
+    }
+    if (this.closing) socket.destroy();
+    else handOver(this.server, socket, HTTP_SOCKET);
+  }
+
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left. */
   close(graceMs: number): Promise<void> {
     this.closing = true;
     const server = this.server;
-    if (!server.listening) return Promise.resolve();
+    if (!server.listening && !this.handedOver) return Promise.resolve();
     return new Promise((resolve) => {
       // Keep-alive connections that go idle during the drain are closed as they do.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
@@ -253,7 +400,18 @@ export class HttpProxy {
       options,
       requestId,
     );
-    const ex = new Exchange(this, req, res, headers, hasBody, target, ctx);
+    const method = req.method!;
+    const url = req.url!;
+    // What node:http's client refuses to send (it never passes the client-side parser anyway).
+    if (UNSENDABLE_TARGET.test(url)) {
+      this.log.warn(
+        `frontend ${this.frontend.name}: cannot forward ${method} ${url}: invalid request target`,
+      );
+      sendLocal(res, 502, BAD_GATEWAY, true);
+      return;
+    }
+    const head = requestHead(method, url, headers);
+    const ex = new Exchange(this, req, res, head, hasBody, sendsChunked(headers), target, ctx);
     ex.requestId = requestId;
     ex.expectContinue = this.expectingContinue;
     if (sticky?.mayRepin(pinned)) {
@@ -311,41 +469,79 @@ export class HttpProxy {
     sendLocal(ex.res, 503, body, this.closing || ex.hasBody, 1, this.options.requestIdHeader, ex.requestId);
   }
 
-  /** Starts an attempt of `ex` on `server`. */
+  /** Starts an attempt of `ex` on `server`, over one of its pooled connections or a new one. */
   send(ex: Exchange, server: UpstreamServer): void {
     ex.server = server;
     ex.connected = false;
     ex.timedOut = undefined;
-    ex.response = undefined;
+    ex.responded = false;
+    ex.complete = false;
+    ex.requestDone = !ex.hasBody;
     server.inFlight++;
     server.totalRequests++;
-    let up: Tagged<ClientRequest>;
-    try {
-      up = request({
-        host: server.host,
-        port: server.port,
-        method: ex.req.method,
-        path: ex.req.url,
-        headers: ex.headers,
-        agent: server.agent,
-      });
-    } catch (err) {
-      // Only a request Node itself refuses to send (invalid method or path) gets here.
-      this.log.warn(
-        `frontend ${this.frontend.name}: cannot forward ${ex.req.method} ${ex.req.url}: ${describeError(err)}`,
-      );
-      this.fail(ex, 502);
+    const conn = server.pool.acquire(ex);
+    ex.conn = conn;
+    ex.reused = conn.uses > 1;
+    // Buffered by the socket until it is connected.
+    conn.socket.write(ex.head, 'latin1');
+    if (conn.connected) connected(ex);
+    else ex.timer = setTimeout(onConnectTimeout, this.timeouts.connectTimeout, ex);
+  }
+
+  /**
+   * The attempt of `ex` failed before the whole response. Once the response has started, the
+   * client connection is cut. Before, the request goes to another server when it may (see
+   * retry-policy.ts), else the client gets a 502, or a 504 after a timeout.
+   */
+  attemptFailed(ex: Exchange, err: NodeJS.ErrnoException): void {
+    const server = ex.server;
+    server.failures++;
+    const where = `backend ${server.backend}: server ${server.name}`;
+    const backend = this.backend;
+    if (ex.responded) {
+      backend.passive.error(server, 'connection closed mid-response');
+      this.log.warn(`${where} closed the connection mid-response`);
+      ex.res.destroy();
       return;
     }
-    up[kExchange] = ex;
-    ex.upstream = up;
-    up.on('socket', onUpstreamSocket);
-    up.on('response', onUpstreamResponse);
-    up.on('error', onUpstreamError);
-    // The client sends the body only after a 100, which comes from the server (Node sends
-    // headers that carry Expect at once).
-    if (ex.expectContinue) up.on('continue', onUpstreamContinue);
-    if (!ex.hasBody) up.end();
+    const why =
+      ex.timedOut === 'connect'
+        ? `no connection within ${this.timeouts.connectTimeout}ms`
+        : ex.timedOut === 'server'
+          ? `no response within ${this.timeouts.serverTimeout}ms`
+          : describeError(err);
+    backend.passive.error(server, why);
+    if (
+      ex.retries < backend.config.retries &&
+      mayRetry({
+        connected: ex.connected,
+        timedOut: ex.timedOut,
+        hasBody: ex.hasBody,
+        method: ex.req.method ?? '',
+        code: err.code,
+      })
+    ) {
+      // Redispatch: a server the request has not failed on yet.
+      const tried = (ex.tried ??= []);
+      tried.push(server);
+      let next = backend.pickUntried(ex.pickContext, tried);
+      // None left, but this was a reused keep-alive connection the server had just closed: the same
+      // server again, over another connection.
+      if (next === undefined && ex.reused && server.usable) next = server;
+      if (next !== undefined) {
+        this.log.warn(`${where} failed: ${why}; retrying on ${next.name}`);
+        ex.retries++;
+        server.retries++;
+        if (next !== server) server.redispatches++;
+        server.inFlight--;
+        this.send(ex, next);
+        // The slot this attempt held on `server` is free: a queued request may take it.
+        if (next !== server) this.slotFreed();
+        return;
+      }
+    }
+    this.log.warn(`${where} failed: ${why}`);
+    this.fail(ex, ex.timedOut ? 504 : 502);
   }
 
   /** 503: no server of the backend is up. */
@@ -378,48 +574,82 @@ export class HttpProxy {
   }
 }
 
-/** The request is on a socket: start the connect timer, or go on at once on a reused connection. */
-function onUpstreamSocket(this: Tagged<ClientRequest>, socket: Tagged<Socket>): void {
-  const ex = this[kExchange]!;
-  if (ex.upstream !== this || ex.done) return;
-  if (socket.connecting) {
-    socket[kExchange] = ex;
-    socket.once('connect', onUpstreamConnect);
-    ex.timer = setTimeout(onConnectTimeout, ex.proxy.timeouts.connectTimeout, ex);
-  } else {
-    upstreamConnected(ex);
-  }
-}
-
-function onUpstreamConnect(this: Tagged<Socket>): void {
-  const ex = this[kExchange];
-  this[kExchange] = undefined;
-  if (ex === undefined || ex.done || ex.upstream?.socket !== this) return;
-  upstreamConnected(ex);
-}
-
 /** Connected: from now on the request may be partly sent, so it is not retried on a connect error. */
-function upstreamConnected(ex: Exchange): void {
+function connected(ex: Exchange): void {
   ex.connected = true;
   clearTimeout(ex.timer);
   ex.timer = setTimeout(onServerTimeout, ex.proxy.timeouts.serverTimeout, ex);
   // The body is read from the client only now: until the connection exists, a retry stays safe.
   if (ex.hasBody) {
-    // Before the pipe, so that a chunk past maxBodySize is never sent.
-    (ex.req as Tagged<IncomingMessage>)[kExchange] = ex;
-    ex.req.on('data', onRequestBodyData);
-    ex.req.pipe(ex.upstream!);
+    const req = ex.req;
+    req[kExchange] = ex;
+    req.on('data', onRequestBodyData);
+    req.on('end', onRequestBodyEnd);
   }
 }
 
-/** A chunk of the request body: the server timer starts again, and maxBodySize is enforced. */
+/**
+ * A chunk of the request body: to the server (chunk-encoded when it came chunked), with
+ * backpressure; the server timer starts again, and maxBodySize is enforced.
+ */
 function onRequestBodyData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
   const ex = this[kExchange]!;
+  const conn = ex.conn;
+  if (conn === undefined) return;
   ex.timer?.refresh();
   const max = ex.proxy.options.maxBodySize;
-  if (max === undefined) return;
-  ex.bodyBytes += chunk.length;
-  if (ex.bodyBytes > max) bodyTooLarge(ex, max);
+  if (max !== undefined) {
+    ex.bodyBytes += chunk.length;
+    // Checked before the chunk is sent: a chunk past maxBodySize never is.
+    if (ex.bodyBytes > max) {
+      bodyTooLarge(ex, max);
+      return;
+    }
+  }
+  const socket = conn.socket as Tagged<Socket>;
+  let more: boolean;
+  if (ex.chunked) {
+    socket.cork();
+    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    more = socket.write('\r\n', 'latin1');
+    socket.uncork();
+  } else {
+    more = socket.write(chunk);
+  }
+  if (!more) {
+    this.pause();
+    socket[kExchange] = ex;
+    socket.once('drain', onUpstreamDrain);
+  }
+}
+
+/** The request body is all in: its end goes to the server; the connection may be released. */
+function onRequestBodyEnd(this: Tagged<IncomingMessage>): void {
+  const ex = this[kExchange]!;
+  const conn = ex.conn;
+  if (conn === undefined || ex.requestDone) return;
+  if (ex.chunked) conn.socket.write('0\r\n\r\n', 'latin1');
+  ex.requestDone = true;
+  ex.release();
+}
+
+/** The server's side took what was written: the client's body may flow again. */
+function onUpstreamDrain(this: Tagged<Socket>): void {
+  const ex = this[kExchange];
+  this[kExchange] = undefined;
+  if (ex !== undefined && !ex.done) ex.req.resume();
+}
+
+/** The client took what was written: the server's response may flow again. */
+function onClientDrain(this: Tagged<ServerResponse>): void {
+  this[kExchange]?.conn?.socket.resume();
+}
+
+/** No more of the request body goes to the server. */
+function stopBody(ex: Exchange): void {
+  ex.req.off('data', onRequestBodyData);
+  ex.req.off('end', onRequestBodyEnd);
 }
 
 /**
@@ -429,16 +659,11 @@ function onRequestBodyData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
  */
 function bodyTooLarge(ex: Exchange, max: number): void {
   const req = ex.req;
-  req.off('data', onRequestBodyData);
+  stopBody(ex);
   clearTimeout(ex.timer);
   ex.timer = undefined;
-  const up = ex.upstream;
-  // Its error is no failure of the server: onUpstreamError ignores an abandoned attempt.
-  ex.upstream = undefined;
-  if (up !== undefined) {
-    req.unpipe(up);
-    up.destroy();
-  }
+  // Its failure is no failure of the server.
+  ex.abandon();
   ex.proxy.log.warn(
     `frontend ${ex.proxy.frontend.name}: ${req.method} ${req.url}: request body over maxBodySize (${max} bytes), cut`,
   );
@@ -446,128 +671,22 @@ function bodyTooLarge(ex: Exchange, max: number): void {
   else sendLocal(ex.res, 413, Buffer.from(limitMessage(413, ex.proxy.options)), true);
 }
 
-/** The server sent 100 Continue: the client may send the body now. */
-function onUpstreamContinue(this: Tagged<ClientRequest>): void {
-  const ex = this[kExchange]!;
-  if (ex.upstream !== this || ex.done || ex.sent100 || ex.res.headersSent) return;
-  ex.sent100 = true;
-  ex.res.writeContinue();
-}
-
 function onConnectTimeout(ex: Exchange): void {
   ex.timer = undefined;
   ex.timedOut = 'connect';
-  ex.upstream?.destroy(new Error('connect timeout'));
+  ex.conn?.fail(timeoutError('connect timeout'));
 }
 
 function onServerTimeout(ex: Exchange): void {
   ex.timer = undefined;
   ex.timedOut = 'server';
-  ex.upstream?.destroy(new Error('server timeout'));
+  ex.conn?.fail(timeoutError('server timeout'));
 }
 
-function onUpstreamResponse(this: Tagged<ClientRequest>, response: Tagged<IncomingMessage>): void {
-  const ex = this[kExchange]!;
-  clearTimeout(ex.timer);
-  ex.timer = undefined;
-  if (ex.upstream !== this || ex.done) {
-    response.destroy();
-    return;
-  }
-  const status = response.statusCode ?? 0;
-  const cls = (status / 100) | 0;
-  if (cls < 6) ex.server.responses[cls]!++;
-  ex.proxy.backend.passive.response(ex.server, status);
-  ex.response = response;
-  const res = ex.res;
-  const headers = clientResponseHeaders(
-    response.rawHeaders,
-    ex.proxy.closing,
-    ex.proxy.options.requestIdHeader,
-    ex.requestId,
-  );
-  ex.sticky?.addSetCookie(headers, ex.cookieServer, ex.server);
-  try {
-    res.writeHead(status, response.statusMessage, headers);
-  } catch (err) {
-    ex.server.failures++;
-    ex.proxy.log.warn(
-      `backend ${ex.server.backend}: server ${ex.server.name} sent a response that cannot be relayed: ${describeError(err)}`,
-    );
-    response.destroy();
-    ex.proxy.fail(ex, 502);
-    return;
-  }
-  response[kExchange] = ex;
-  response.on('close', onUpstreamResponseClose);
-  response.pipe(res);
-}
-
-/** The server's response ended; if it ended early (reset mid-body), the client connection is cut. */
-function onUpstreamResponseClose(this: Tagged<IncomingMessage>): void {
-  const ex = this[kExchange]!;
-  if (this.complete || ex.done) return;
-  ex.server.failures++;
-  ex.proxy.backend.passive.error(ex.server, 'connection closed mid-response');
-  ex.proxy.log.warn(
-    `backend ${ex.server.backend}: server ${ex.server.name} closed the connection mid-response`,
-  );
-  ex.res.destroy();
-}
-
-function onUpstreamError(this: Tagged<ClientRequest>, err: NodeJS.ErrnoException): void {
-  const ex = this[kExchange]!;
-  // An abandoned attempt, or the client is gone and onClientClose destroyed the request.
-  if (ex.upstream !== this || ex.done) return;
-  clearTimeout(ex.timer);
-  ex.timer = undefined;
-  const server = ex.server;
-  const proxy = ex.proxy;
-  server.failures++;
-  if (ex.response !== undefined) {
-    ex.res.destroy();
-    return;
-  }
-  const why =
-    ex.timedOut === 'connect'
-      ? `no connection within ${proxy.timeouts.connectTimeout}ms`
-      : ex.timedOut === 'server'
-        ? `no response within ${proxy.timeouts.serverTimeout}ms`
-        : describeError(err);
-  const where = `backend ${server.backend}: server ${server.name}`;
-  const backend = proxy.backend;
-  backend.passive.error(server, why);
-  if (
-    ex.retries < backend.config.retries &&
-    mayRetry({
-      connected: ex.connected,
-      timedOut: ex.timedOut,
-      hasBody: ex.hasBody,
-      method: ex.req.method ?? '',
-      code: err.code,
-    })
-  ) {
-    // Redispatch: a server the request has not failed on yet.
-    const tried = (ex.tried ??= []);
-    tried.push(server);
-    let next = backend.pickUntried(ex.pickContext, tried);
-    // None left, but this was a reused keep-alive connection the server had just closed: the same
-    // server again, over another connection.
-    if (next === undefined && this.reusedSocket && server.usable) next = server;
-    if (next !== undefined) {
-      proxy.log.warn(`${where} failed: ${why}; retrying on ${next.name}`);
-      ex.retries++;
-      server.retries++;
-      if (next !== server) server.redispatches++;
-      server.inFlight--;
-      proxy.send(ex, next);
-      // The slot this attempt held on `server` is free: a queued request may take it.
-      if (next !== server) proxy.slotFreed();
-      return;
-    }
-  }
-  proxy.log.warn(`${where} failed: ${why}`);
-  proxy.fail(ex, ex.timedOut ? 504 : 502);
+function timeoutError(message: string): NodeJS.ErrnoException {
+  const err = new Error(message) as NodeJS.ErrnoException;
+  err.code = 'ETIMEDOUT';
+  return err;
 }
 
 /** The client side is over (response sent, or connection lost): account, and abandon the upstream side if unfinished. */
@@ -580,8 +699,8 @@ function onClientClose(this: Tagged<ServerResponse>): void {
   if (ex.queue === undefined) ex.server.inFlight--;
   else if (ex.waiting) ex.queue.remove(ex);
   ex.proxy.backend.latency?.observe((performance.now() - ex.startedAt) / 1000);
-  const up = ex.upstream;
-  if (up !== undefined && !(ex.response?.complete && up.writableFinished)) up.destroy();
+  // A connection still attached carries an unfinished exchange: it cannot be reused.
+  ex.abandon();
   ex.proxy.slotFreed();
 }
 

@@ -9,6 +9,8 @@ import type { Backend } from '../backend/backend.js';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
+import { listen } from '../listen.js';
+import { handOver, listenOnHandle } from './injected.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
 export interface TcpProxyTimeouts {
@@ -19,12 +21,26 @@ export interface TcpProxyTimeouts {
 }
 
 /** The PickContext of a TCP connection: the client's IP only (no URL, no headers). */
-class TcpPickContext implements PickContext {
+export class TcpPickContext implements PickContext {
   readonly url = undefined;
   constructor(readonly clientIp: string) {}
   header(_name: string): string | undefined {
     return undefined;
   }
+}
+
+/**
+ * In a worker process, the primary picks the server of each connection (one balancer for the whole
+ * load balancer, with one count of connections per server, see workers/tcp-sessions.ts): the
+ * proxy asks it for another server after a failed connect, and tells it when a session is over.
+ */
+export interface ServerPicker {
+  /** A new connection from `ip`: its server's name and session id, or undefined when no server can take it. */
+  open(ip: string): Promise<{ server: string; sid: number } | undefined>;
+  /** Session `sid` failed to connect to `failed`: the name of the next server to try, or undefined when none is left. */
+  retry(sid: number, failed: UpstreamServer): Promise<string | undefined>;
+  /** Session `sid` no longer holds a connection to its server. */
+  end(sid: number): void;
 }
 
 /** The session a client or server socket belongs to, and the server an upstream socket goes to. */
@@ -47,6 +63,10 @@ class TcpSession {
   timer: NodeJS.Timeout | undefined = undefined;
   /** The client socket failed or closed: the session is over, no more attempts. */
   clientGone = false;
+  /** The primary's id of this session when it picks the servers (ServerPicker), else -1. */
+  sid = -1;
+  /** The primary was told the session is over (ServerPicker.end). */
+  ended = false;
 
   constructor(
     readonly proxy: TcpProxy,
@@ -70,6 +90,15 @@ export class TcpProxy {
   closing = false;
   /** Open client connections. */
   private readonly clients = new Set<Tagged>();
+  /** Serves connections another process accepted (handOver) instead of listening itself. */
+  private handedOver = false;
+  /** In a worker: the primary, which picks the servers of the connections it hands over. */
+  picker: ServerPicker | undefined = undefined;
+
+  /** Open client connections now. */
+  get connections(): number {
+    return this.clients.size;
+  }
 
   constructor(
     readonly frontend: FrontendConfig,
@@ -94,7 +123,7 @@ export class TcpProxy {
   close(graceMs: number): Promise<void> {
     this.closing = true;
     const server = this.server;
-    if (!server.listening) return Promise.resolve();
+    if (!server.listening && !this.handedOver) return Promise.resolve();
     return new Promise((resolve) => {
       const deadline = setTimeout(() => {
         for (const client of this.clients) abort(client[kSession]!);
@@ -105,6 +134,36 @@ export class TcpProxy {
         resolve();
       });
     });
+  }
+
+  /**
+   * Serves `socket`, a client connection the load balancer's primary process accepted (paused, not
+   * read), as if this proxy's server had accepted it (in a worker process).
+   */
+  accept(socket: Socket): void {
+    this.handedOver = true;
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    handOver(this.server, socket, { allowHalfOpen: true, noDelay: true });
+  }
+
+  /** Binds and listens on the frontend's address (FrontendProxy). */
+  async listen(component: string): Promise<void> {
+    const f = this.frontend;
+    await listen(this.server, f.host, f.port, component);
+    this.server.on('error', (err) => this.log.error(`frontend ${f.name}: ${err.message}`));
+  }
+
+  /**
+   * In a worker: accepts connections on `handle`, the frontend's listening socket the primary
+   * shares with its workers (again, after a close()). Rejects if the socket cannot be listened on.
+   */
+  listenOn(handle: object): Promise<void> {
+    this.closing = false;
+    return listenOnHandle(this.server, handle, this.frontend, this.log);
   }
 
   private readonly onConnection = (socket: Socket): void => {
@@ -118,7 +177,9 @@ export class TcpProxy {
     this.clients.add(client);
     client.on('error', onClientError);
     client.on('close', onClientClose);
-    attempt(session);
+    const picker = this.picker;
+    if (picker === undefined) attempt(session);
+    else void picker.open(session.ctx.clientIp).then((picked) => openedOn(session, picked));
   };
 
   /**
@@ -154,10 +215,39 @@ function pickServer(session: TcpSession): UpstreamServer | undefined {
   return session.proxy.backend.pickUntried(session.ctx, session.tried ?? NONE);
 }
 
-/** Connects the session to the next server, or closes the client when there is none. */
-function attempt(session: TcpSession): void {
+/** The primary picked the session's server (or none): its first attempt. */
+function openedOn(session: TcpSession, picked: { server: string; sid: number } | undefined): void {
+  if (picked !== undefined) session.sid = picked.sid;
+  const server = picked && session.proxy.backend.servers.find((s) => s.name === picked.server);
+  if (session.clientGone || server === undefined) {
+    // The client left meanwhile, no server can take it, or a reload removed the one picked.
+    endSession(session);
+    if (picked === undefined) {
+      const proxy = session.proxy;
+      proxy.log.debug(
+        `frontend ${proxy.frontend.name}: no server of backend ${proxy.backend.name} can take a connection; closing the client's`,
+      );
+    }
+    session.client.destroy();
+    return;
+  }
+  attempt(session, server);
+}
+
+/** The primary (ServerPicker) is told once that the session no longer holds its server. */
+function endSession(session: TcpSession): void {
+  if (session.sid < 0 || session.ended) return;
+  session.ended = true;
+  session.proxy.picker?.end(session.sid);
+}
+
+/**
+ * Connects the session to `assigned` (the primary's pick), or to the next server the balancer
+ * picks, or closes the client when there is none.
+ */
+function attempt(session: TcpSession, assigned?: UpstreamServer): void {
   const proxy = session.proxy;
-  const server = pickServer(session);
+  const server = assigned ?? pickServer(session);
   if (server === undefined) {
     proxy.log.debug(
       `frontend ${proxy.frontend.name}: no server of backend ${proxy.backend.name} can take a connection; closing the client's`,
@@ -232,13 +322,17 @@ function onUpstreamClose(this: Tagged, hadError: boolean): void {
   clearTimeout(session.timer);
   session.timer = undefined;
   if (session.connected) {
+    endSession(session);
     if (hadError) {
       server.failures++;
       session.client.destroy();
     }
     return;
   }
-  if (session.clientGone) return;
+  if (session.clientGone) {
+    endSession(session);
+    return;
+  }
   server.failures++;
   const why = session.timedOut
     ? `no connection within ${proxy.timeouts.connectTimeout}ms`
@@ -247,6 +341,34 @@ function onUpstreamClose(this: Tagged, hadError: boolean): void {
   const where = `backend ${server.backend}: server ${server.name}`;
   (session.tried ??= []).push(server);
   const retries = proxy.backend.config.retries;
+  if (session.sid >= 0 && proxy.picker !== undefined) {
+    if (session.attempts > retries) {
+      endSession(session);
+      session.client.destroy();
+      proxy.log.warn(`${where} failed: ${why}; closing the client connection`);
+      return;
+    }
+    // The primary moves the session to its next pick (or ends it when there is none).
+    void proxy.picker.retry(session.sid, server).then((name) => {
+      const next = name === undefined ? undefined : proxy.backend.servers.find((s) => s.name === name);
+      if (name === undefined) session.ended = true;
+      else if (next === undefined) endSession(session); // a reload removed it meanwhile
+      if (session.clientGone) {
+        endSession(session);
+        return;
+      }
+      if (next === undefined) {
+        session.client.destroy();
+        proxy.log.warn(`${where} failed: ${why}; closing the client connection`);
+        return;
+      }
+      server.retries++;
+      server.redispatches++;
+      proxy.log.warn(`${where} failed: ${why}; retrying on ${next.name}`);
+      attempt(session, next);
+    });
+    return;
+  }
   if (session.attempts <= retries) {
     const before = session.attempts;
     attempt(session);

@@ -99,7 +99,7 @@ export function retire(r: Retired, pollMs = 100): Promise<void> {
   return new Promise((resolve) => {
     const finish = () => {
       if (r.successor !== undefined) addCounters(r.successor, difference(snapshot(r.server), r.counted));
-      r.server.agent.destroy();
+      r.server.pool.destroy();
       resolve();
     };
     if (r.server.inFlight <= 0) {

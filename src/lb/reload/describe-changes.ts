@@ -46,9 +46,13 @@ export function describeChanges(
   for (const name of oldBackends.keys())
     if (!newBackends.has(name)) out.push(`backend ${name}: no longer used; its requests in flight finish`);
 
-  const { frontends: _f, name: _n, ...oldRest } = oldLb;
-  const { frontends: _g, name: _m, ...newRest } = nextLb;
+  const { frontends: _f, name: _n, workers: oldWorkers, ...oldRest } = oldLb;
+  const { frontends: _g, name: _m, workers: newWorkers, ...newRest } = nextLb;
   diff('', oldRest, newRest, out);
+  if (oldWorkers !== newWorkers)
+    out.push(
+      `workers: ${show(oldWorkers)} → ${show(newWorkers)} (takes effect when the load balancer restarts)`,
+    );
   return out.length > 0 ? out : ['no change'];
 }
 

@@ -32,7 +32,11 @@ export interface FrontendProxy {
   readonly frontend: FrontendConfig;
   /** The backend new requests (or connections) go to. */
   backend: Backend;
-  readonly server: Server;
+  /**
+   * Binds and listens on the frontend's address (`component` names it in errors); rejects with a
+   * TandemError (PortInUseError…) when it cannot. Later errors of the listener are logged.
+   */
+  listen(component: string): Promise<void>;
   /** Stops accepting; what is in flight may finish for up to `graceMs`. */
   close(graceMs: number): Promise<void>;
 }
@@ -64,6 +68,13 @@ export interface RunningLb {
   newAdmin(): Server;
   /** The admin token `lb` asks for (its `admin.token`, or the generated one). */
   adminToken(lb: LoadBalancerConfig, config: ResolvedConfig): string;
+  /**
+   * Lets a server the reload took out of service finish its requests (default: `retire`). A primary
+   * with workers proxies nothing itself: its workers retire their own servers.
+   */
+  retire?(r: Retired): Promise<void>;
+  /** Called when a reload has been applied, in the same tick (a primary tells its workers here). */
+  committed?(): void;
 }
 
 /**
@@ -127,7 +138,7 @@ export async function applyReload(run: RunningLb, next: ResolvedConfig): Promise
           `frontend ${p.frontend.name}: ${formatAddress(p.frontend.host, p.frontend.port)} is served in mode ` +
             `${clash.frontend.mode} now; changing the mode of a listening address needs a restart (or another port)`,
         );
-      await listen(p.server, p.frontend.host, p.frontend.port, `${run.name} frontend ${p.frontend.name}`);
+      await p.listen(`${run.name} frontend ${p.frontend.name}`);
     }
     if (statsMoved) await listen(stats, lb.stats.host, lb.stats.port, `${run.name} stats`);
     if (adminMoved) await listen(admin, lb.admin.host, lb.admin.port, `${run.name} admin API`);
@@ -149,7 +160,7 @@ export async function applyReload(run: RunningLb, next: ResolvedConfig): Promise
     old.stopChecks();
     for (const r of retiredServers(old, current)) {
       run.retiring.add(r);
-      void retire(r).then(() => run.retiring.delete(r));
+      void (run.retire ?? retire)(r).then(() => run.retiring.delete(r));
     }
   }
   for (const b of built) {
@@ -172,10 +183,6 @@ export async function applyReload(run: RunningLb, next: ResolvedConfig): Promise
     p.backend = backends.get(f.backend)!;
     run.configureProxy(p, lb);
   }
-  for (const p of fresh) {
-    const f = p.frontend;
-    p.server.on('error', (err) => run.log.error(`frontend ${f.name}: ${err.message}`));
-  }
   run.proxies.splice(0, run.proxies.length, ...kept.keys(), ...fresh);
   for (const p of stale) track(run, p.close(run.drainTimeout));
   if (statsMoved) {
@@ -191,6 +198,7 @@ export async function applyReload(run: RunningLb, next: ResolvedConfig): Promise
   run.token = token;
   run.lb = lb;
   run.config = next;
+  run.committed?.();
   return changes;
 }
 
@@ -226,7 +234,7 @@ function weightsAndPanic(run: RunningLb): () => void {
 }
 
 /** What makes two backend configs the same at run time: the config and its servers' addresses. */
-function backendKey(bc: BackendConfig, config: ResolvedConfig): string {
+export function backendKey(bc: BackendConfig, config: ResolvedConfig): string {
   const addresses = bc.servers.map((s) => {
     const t = config.servers.find((x) => x.name === s.name);
     return t === undefined ? null : [t.host, t.port];

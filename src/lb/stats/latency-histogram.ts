@@ -32,6 +32,18 @@ export class LatencyHistogram {
     this.sum += seconds;
   }
 
+  /** The observations so far, per bucket (not cumulative), with their count and sum. */
+  snapshot(): { counts: number[]; count: number; sum: number } {
+    return { counts: Array.from(this.counts), count: this.count, sum: this.sum };
+  }
+
+  /** Replaces the observations with `counts` per bucket (as snapshot() gives them): sums of other processes'. */
+  setTotals(counts: readonly number[], count: number, sum: number): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] = counts[i] ?? 0;
+    this.count = count;
+    this.sum = sum;
+  }
+
   /** Cumulative count per bound (`le`), the `+Inf` bucket last (equal to `count`). */
   cumulative(): number[] {
     const out: number[] = [];

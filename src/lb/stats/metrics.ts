@@ -10,6 +10,7 @@ import { Counter, Gauge, type Metric, Registry } from 'prom-client';
 import type { Backend } from '../backend/backend.js';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import type { HealthChange } from '../health/health-check.js';
+import type { WorkerInfo } from '../workers/worker-pool.js';
 import { LatencyHistogram } from './latency-histogram.js';
 
 const SERVER_LABELS = ['backend', 'server'] as const;
@@ -32,8 +33,14 @@ export class LbMetrics {
   private readonly transitions = new Map<string, Transitions>();
   private readonly reloads = { ok: 0, failed: 0, lastOk: 0 };
 
-  /** `backends` gives the backends running now (it changes on reload). */
-  constructor(private readonly backends: () => Iterable<Backend>) {
+  /**
+   * `backends` gives the backends running now (it changes on reload); `workers`, the worker
+   * processes of a primary (their counters are already summed into the backends' servers).
+   */
+  constructor(
+    private readonly backends: () => Iterable<Backend>,
+    workers?: () => readonly WorkerInfo[],
+  ) {
     const registers = [this.registry];
     const { transitions, reloads } = this;
     const servers = function* (): Generator<UpstreamServer> {
@@ -111,7 +118,7 @@ export class LbMetrics {
       registers,
       collect() {
         this.reset();
-        for (const s of servers()) this.set(labels(s), s.inFlight);
+        for (const s of servers()) this.set(labels(s), s.reportedInFlight ?? s.inFlight);
       },
     });
     new Gauge({
@@ -205,6 +212,39 @@ export class LbMetrics {
       },
     });
     this.reloads.lastOk = Date.now();
+    if (workers !== undefined) {
+      const worker = (w: WorkerInfo) => ({ worker: String(w.id) });
+      new Gauge({
+        name: 'tandem_lb_worker_up',
+        help: '1 when the worker process takes connections, else 0 (starting, restarting).',
+        labelNames: ['worker'],
+        registers,
+        collect() {
+          this.reset();
+          for (const w of workers()) this.set(worker(w), w.state === 'ready' ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'tandem_lb_worker_connections',
+        help: 'Client connections open in the worker process.',
+        labelNames: ['worker'],
+        registers,
+        collect() {
+          this.reset();
+          for (const w of workers()) this.set(worker(w), w.connections);
+        },
+      });
+      new Counter({
+        name: 'tandem_lb_worker_restarts_total',
+        help: 'Times the worker process was restarted after it ended unexpectedly.',
+        labelNames: ['worker'],
+        registers,
+        collect() {
+          this.reset();
+          for (const w of workers()) this.inc(worker(w), w.restarts);
+        },
+      });
+    }
     new Gauge({
       name: 'process_resident_memory_bytes',
       help: 'Resident memory size of the load balancer process, in bytes.',

@@ -3,6 +3,7 @@
  * per server with its state, weight, current and total requests, responses by class and its last
  * health check. Plain HTML and a little CSS, no script; every value from the status is escaped.
  */
+import type { WorkerInfo } from '../workers/worker-pool.js';
 import type { BackendStatus, LbStatus, ServerStatus } from './status.js';
 
 /** What the page shows as a server's state: the operator's state wins over health. */
@@ -57,10 +58,26 @@ export function renderStatsPage(status: LbStatus, now: Date = new Date()): strin
         `<td class="text">${escapeHtml(f.backend)}</td></tr>`,
     ),
     '</tbody></table>',
+    ...(status.workers === undefined ? [] : [workersTable(status.workers)]),
     ...status.backends.map((b) => backendTable(b, now)),
     '</body></html>',
   ];
   return `${parts.join('\n')}\n`;
+}
+
+/** The worker processes: counters in the backend tables are their sums. */
+function workersTable(workers: readonly WorkerInfo[]): string {
+  return [
+    '<h2>Workers</h2>',
+    '<p class="meta">the counters below are summed over the workers</p>',
+    '<table><thead><tr><th>worker</th><th>pid</th><th class="text">state</th><th>restarts</th><th>connections</th></tr></thead><tbody>',
+    ...workers.map(
+      (w) =>
+        `<tr class="worker-${escapeHtml(w.state)}">${num(w.id)}${num(w.pid ?? '-')}${text(w.state)}` +
+        `${num(w.restarts)}${num(w.connections)}</tr>`,
+    ),
+    '</tbody></table>',
+  ].join('\n');
 }
 
 function backendTable(b: BackendStatus, now: Date): string {
@@ -120,6 +137,6 @@ function text(value: string): string {
   return `<td class="text">${escapeHtml(value)}</td>`;
 }
 
-function num(value: number): string {
+function num(value: number | string): string {
   return `<td>${escapeHtml(value)}</td>`;
 }

@@ -11,7 +11,12 @@ const TEXT = 'text/plain; charset=utf-8';
  * `tandem up` read), `GET /metrics` the Prometheus metrics. Any other path is a 404, any other
  * method a 405.
  */
-export function createStatsServer(status: () => LbStatus, metrics?: LbMetrics): Server {
+export function createStatsServer(
+  status: () => Promise<LbStatus>,
+  metrics?: LbMetrics,
+  /** Brings the counters the metrics read up to date (a primary reads its workers'). */
+  refresh: () => Promise<void> = () => Promise.resolve(),
+): Server {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     const route =
@@ -36,15 +41,22 @@ export function createStatsServer(status: () => LbStatus, metrics?: LbMetrics): 
       send(res, 405, TEXT, 'method not allowed: use GET\n');
       return;
     }
+    const failed = (err: unknown) =>
+      send(res, 500, TEXT, `cannot read the status: ${(err as Error).message}\n`);
     if (route === 'json') {
-      send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(status(), null, 2)}\n`);
-    } else if (route === 'html') {
-      send(res, 200, 'text/html; charset=utf-8', renderStatsPage(status()));
-    } else {
-      metrics!.metrics().then(
-        (text) => send(res, 200, metrics!.contentType, text),
-        (err: unknown) => send(res, 500, TEXT, `cannot collect the metrics: ${(err as Error).message}\n`),
+      status().then(
+        (s) => send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(s, null, 2)}\n`),
+        failed,
       );
+    } else if (route === 'html') {
+      status().then((s) => send(res, 200, 'text/html; charset=utf-8', renderStatsPage(s)), failed);
+    } else {
+      refresh()
+        .then(() => metrics!.metrics())
+        .then(
+          (text) => send(res, 200, metrics!.contentType, text),
+          (err: unknown) => send(res, 500, TEXT, `cannot collect the metrics: ${(err as Error).message}\n`),
+        );
     }
   });
   // Stats requests are short: an idle connection need not outlive a close() by long.
@@ -53,6 +65,7 @@ export function createStatsServer(status: () => LbStatus, metrics?: LbMetrics): 
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
+  if (res.destroyed) return;
   res.writeHead(status, {
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),

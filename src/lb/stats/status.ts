@@ -1,4 +1,5 @@
 /** The shape of `GET /status` on the stats port, and of `LoadBalancerHandle.status()`. */
+import type { WorkerInfo } from '../workers/worker-pool.js';
 
 export interface ServerStatus {
   name: string;
@@ -66,7 +67,11 @@ export interface FrontendStatus {
 export interface LbStatus {
   /** Name of the load balancer (lb-01). */
   name: string;
+  /** The load balancer's process (with workers: the primary's). */
   pid: number;
   frontends: FrontendStatus[];
+  /** Counters are summed over the workers (with workers). */
   backends: BackendStatus[];
+  /** The worker processes, when the load balancer has them (`workers` above 1). */
+  workers?: WorkerInfo[];
 }

@@ -1,0 +1,87 @@
+/**
+ * Node's own HTTP/1.x parser (llhttp, through the `_http_common` module node:http is built on),
+ * for the proxy's upstream connections: the same strict parser node:http's client uses, without
+ * the client's per-request objects around it (see upstream-connection.ts).
+ */
+import { createRequire } from 'node:module';
+
+/** The callbacks llhttp calls, by the parser's numeric slots. */
+export interface HttpParserCallbacks {
+  /** A header section too large for one callback comes in parts first. */
+  onHeaders(this: HttpParser, headers: string[], url: string): void;
+  /**
+   * The head of a message. Return 1 for "no body follows" (the answer to a HEAD request, an
+   * informational 1xx), 0 otherwise.
+   */
+  onHeadersComplete(
+    this: HttpParser,
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number | undefined,
+    url: string | undefined,
+    statusCode: number,
+    statusMessage: string,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number;
+  onBody(this: HttpParser, chunk: Buffer): void;
+  onMessageComplete(this: HttpParser): void;
+}
+
+/** One llhttp parser instance. */
+export interface HttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  /** Parses `data`; an Error (code `HPE_*`, `reason`) when it is not valid HTTP. */
+  execute(data: Buffer): number | Error;
+  /** The connection ended: completes a message delimited by the close, or an Error. */
+  finish(): number | Error | undefined;
+  remove(): void;
+  close(): void;
+  [slot: number]: unknown;
+}
+
+interface HttpParserClass {
+  new (): HttpParser;
+  readonly RESPONSE: number;
+  readonly kOnHeaders: number;
+  readonly kOnHeadersComplete: number;
+  readonly kOnBody: number;
+  readonly kOnMessageComplete: number;
+  readonly kLenientNone: number;
+}
+
+const common = createRequire(import.meta.url)('_http_common') as {
+  HTTPParser: HttpParserClass;
+  prepareError(err: Error, parser: HttpParser, raw: Buffer | undefined): void;
+};
+const { HTTPParser } = common;
+
+/** The async resource llhttp's callbacks run in (no async hooks are used here). */
+const RESOURCE = {};
+
+/** A parser of HTTP responses with `callbacks`, strict (no lenient flags), Node's default header size limit. */
+export function responseParser(callbacks: HttpParserCallbacks): HttpParser {
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.RESPONSE, RESOURCE, 0, HTTPParser.kLenientNone);
+  parser[HTTPParser.kOnHeaders] = callbacks.onHeaders;
+  parser[HTTPParser.kOnHeadersComplete] = callbacks.onHeadersComplete;
+  parser[HTTPParser.kOnBody] = callbacks.onBody;
+  parser[HTTPParser.kOnMessageComplete] = callbacks.onMessageComplete;
+  return parser;
+}
+
+/** Gives a parse error its message (`Parse Error: Expected HTTP/`), as node:http does. */
+export function prepareParseError(err: Error, parser: HttpParser, raw: Buffer | undefined): void {
+  common.prepareError(err, parser, raw);
+}
+
+/** Frees a parser once the current call stack (maybe one of its own callbacks) has unwound. */
+export function releaseParser(parser: HttpParser): void {
+  parser.remove();
+  setImmediate(closeParser, parser);
+}
+
+function closeParser(parser: HttpParser): void {
+  parser.close();
+}

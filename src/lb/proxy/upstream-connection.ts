@@ -1,0 +1,250 @@
+/**
+ * One keep-alive connection from the proxy to a server: a socket and Node's HTTP response parser
+ * (http-parser.ts), carrying one request at a time. What node:http's client does with a
+ * ClientRequest, an Agent and an IncomingMessage per request is reduced here to what the proxy
+ * needs: the request head is written as the proxy built it, the response's head, body chunks and
+ * end go straight to the request's exchange (ConnectionUser) from the parser's callbacks.
+ */
+import { connect, type Socket } from 'node:net';
+import { type HttpParser, prepareParseError, releaseParser, responseParser } from './http-parser.js';
+
+/** Whoever sends a request over the connection: the proxy's exchange. */
+export interface ConnectionUser {
+  /** A new connection is established (a reused one is established already). */
+  upstreamConnected(conn: UpstreamConnection): void;
+  /**
+   * The response's head. Returns true when no body follows even if the head announces one (the
+   * answer to a HEAD request).
+   */
+  upstreamHead(conn: UpstreamConnection, status: number, message: string, rawHeaders: string[]): boolean;
+  /** An informational (1xx) response before the final one: 100 Continue, 103 Early Hints. */
+  upstreamInformational(conn: UpstreamConnection, status: number): void;
+  upstreamBody(conn: UpstreamConnection, chunk: Buffer): void;
+  /** The whole response is in. */
+  upstreamComplete(conn: UpstreamConnection): void;
+  /**
+   * The connection failed before the response was complete: an error, a parse error (code
+   * `HPE_*`), or a close (code ECONNRESET, `socket hang up`, as node:http reports it).
+   */
+  upstreamFailed(conn: UpstreamConnection, err: NodeJS.ErrnoException): void;
+}
+
+/** Where a connection goes back to between requests. */
+export interface ConnectionHome {
+  /** The connection closed: forget it. */
+  closed(conn: UpstreamConnection): void;
+}
+
+const kConn = Symbol('tandem.upstreamConnection');
+type TaggedSocket = Socket & { [kConn]?: UpstreamConnection };
+type TaggedParser = HttpParser & { [kConn]?: UpstreamConnection };
+
+/** TCP keep-alive probes on idle pooled connections, as node:http's keep-alive Agent sets them. */
+const TCP_KEEPALIVE_MS = 1000;
+
+export class UpstreamConnection {
+  readonly socket: Socket;
+  private readonly parser: HttpParser;
+  /** The exchange whose request the connection carries now; undefined while idle. */
+  user: ConnectionUser | undefined = undefined;
+  /** Requests sent on it so far (more than 1: the current one reuses it). */
+  uses = 0;
+  connected = false;
+  /** The server may keep the connection for another request (as the last response head said). */
+  keepAlive = false;
+  /** An informational response's end is not the end of the exchange. */
+  private informational = false;
+  /** Header parts of a large header section (llhttp's onHeaders). */
+  private headerParts: string[] | undefined = undefined;
+  private error: NodeJS.ErrnoException | undefined = undefined;
+  isClosed = false;
+
+  constructor(
+    host: string,
+    port: number,
+    private readonly home: ConnectionHome,
+  ) {
+    const socket = connect({ host, port, noDelay: true }) as TaggedSocket;
+    socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    socket[kConn] = this;
+    socket.on('connect', onConnect);
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    this.socket = socket;
+    const parser = responseParser(CALLBACKS) as TaggedParser;
+    parser[kConn] = this;
+    this.parser = parser;
+  }
+
+  /** Takes the connection for `user`'s request. */
+  take(user: ConnectionUser): void {
+    this.user = user;
+    this.uses++;
+    this.keepAlive = false;
+    // The last response may have ended while its client held the socket back.
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Closes the connection at once (nothing is reported to its user any more). */
+  destroy(err?: Error): void {
+    this.user = undefined;
+    this.socket.destroy(err);
+  }
+
+  /** Fails the current exchange with `err` (timeouts), and closes the connection. */
+  fail(err: NodeJS.ErrnoException): void {
+    this.error ??= err;
+    this.socket.destroy();
+  }
+
+  /** The end of the response was read: the user may release the connection. */
+  private completed(): void {
+    const user = this.user;
+    if (user !== undefined) user.upstreamComplete(this);
+  }
+
+  /** Socket data: parsed, and the parser calls back. */
+  received(chunk: Buffer): void {
+    if (this.user === undefined) {
+      // A server talking on an idle connection is not one to send a request to.
+      this.socket.destroy();
+      return;
+    }
+    const ret = this.parser.execute(chunk);
+    if (ret instanceof Error) {
+      prepareParseError(ret, this.parser, chunk);
+      this.error ??= ret as NodeJS.ErrnoException;
+      this.socket.destroy();
+    }
+  }
+
+  /** The server ended its side: a response delimited by the close completes now. */
+  ended(): void {
+    if (this.user === undefined) return;
+    const ret = this.parser.finish();
+    if (ret instanceof Error) {
+      prepareParseError(ret, this.parser, undefined);
+      this.error ??= ret as NodeJS.ErrnoException;
+    }
+  }
+
+  /** The socket closed: a request still on it failed. */
+  closedNow(): void {
+    this.isClosed = true;
+    releaseParser(this.parser);
+    this.home.closed(this);
+    const user = this.user;
+    this.user = undefined;
+    if (user !== undefined) user.upstreamFailed(this, this.error ?? hangUp());
+  }
+
+  onError(err: NodeJS.ErrnoException): void {
+    this.error ??= err;
+  }
+
+  onHeadersComplete(
+    headers: string[] | undefined,
+    statusCode: number,
+    statusMessage: string,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    let raw = headers;
+    if (this.headerParts !== undefined) {
+      raw = raw === undefined ? this.headerParts : this.headerParts.concat(raw);
+      this.headerParts = undefined;
+    }
+    const user = this.user;
+    if (user === undefined) return 1;
+    if (statusCode < 200 && statusCode !== 101) {
+      this.informational = true;
+      user.upstreamInformational(this, statusCode);
+      return 1;
+    }
+    if (upgrade || statusCode === 101) {
+      // Switching protocols without having asked to: no HTTP answer to relay.
+      const err = new Error(`the server switched protocols (HTTP ${statusCode})`) as NodeJS.ErrnoException;
+      err.code = 'HPE_UNEXPECTED_UPGRADE';
+      this.fail(err);
+      return 1;
+    }
+    this.keepAlive = shouldKeepAlive;
+    return user.upstreamHead(this, statusCode, statusMessage, raw ?? []) ? 1 : 0;
+  }
+
+  onHeaderPart(headers: string[]): void {
+    this.headerParts = this.headerParts === undefined ? headers : this.headerParts.concat(headers);
+  }
+
+  onBody(chunk: Buffer): void {
+    this.user?.upstreamBody(this, chunk);
+  }
+
+  onMessageComplete(): void {
+    if (this.informational) {
+      this.informational = false;
+      return;
+    }
+    this.completed();
+  }
+}
+
+/** `socket hang up`: the server closed the connection before the whole response, as node:http says it. */
+function hangUp(): NodeJS.ErrnoException {
+  const err = new Error('socket hang up') as NodeJS.ErrnoException;
+  err.code = 'ECONNRESET';
+  return err;
+}
+
+const CALLBACKS = {
+  onHeaders(this: TaggedParser, headers: string[]): void {
+    this[kConn]?.onHeaderPart(headers);
+  },
+  onHeadersComplete(
+    this: TaggedParser,
+    _versionMajor: number,
+    _versionMinor: number,
+    headers: string[] | undefined,
+    _method: number | undefined,
+    _url: string | undefined,
+    statusCode: number,
+    statusMessage: string,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    const conn = this[kConn];
+    return conn === undefined
+      ? 1
+      : conn.onHeadersComplete(headers, statusCode, statusMessage, upgrade, shouldKeepAlive);
+  },
+  onBody(this: TaggedParser, chunk: Buffer): void {
+    this[kConn]?.onBody(chunk);
+  },
+  onMessageComplete(this: TaggedParser): void {
+    this[kConn]?.onMessageComplete();
+  },
+};
+
+function onConnect(this: TaggedSocket): void {
+  const conn = this[kConn]!;
+  conn.connected = true;
+  conn.user?.upstreamConnected(conn);
+}
+
+function onData(this: TaggedSocket, chunk: Buffer): void {
+  this[kConn]!.received(chunk);
+}
+
+function onEnd(this: TaggedSocket): void {
+  this[kConn]!.ended();
+}
+
+function onError(this: TaggedSocket, err: NodeJS.ErrnoException): void {
+  this[kConn]!.onError(err);
+}
+
+function onClose(this: TaggedSocket): void {
+  this[kConn]!.closedNow();
+}

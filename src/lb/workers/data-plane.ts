@@ -1,0 +1,233 @@
+/**
+ * What a worker process of a load balancer runs: the proxies of the frontends and the backends they
+ * send to (servers, balancers, connection pools, queues), without health checks, stats or admin
+ * API, which stay with the primary. The primary shares the frontends' listening sockets with it,
+ * tells it every change of the servers' state and every config reload, and reads its counters.
+ */
+import type { Socket } from 'node:net';
+import type { ResolvedConfig } from '../../config/load.js';
+import type { BackendConfig, LoadBalancerConfig } from '../../config/schema.js';
+import type { Logger } from '../../log.js';
+import { Backend } from '../backend/backend.js';
+import { configureProxy, createProxy } from '../proxy/create-proxy.js';
+import type { HttpProxy } from '../proxy/http-proxy.js';
+import { openConnections } from '../proxy/injected.js';
+import { type ServerPicker, TcpProxy } from '../proxy/tcp-proxy.js';
+import { type Retired, retire, retiredServers } from '../reload/carry-over.js';
+import { backendKey } from '../reload/reload.js';
+import { LatencyHistogram } from '../stats/latency-histogram.js';
+import type { FrontendEntry, FromWorker, WorkerCounters } from './messages.js';
+import { RemotePassiveHealth } from './remote-passive.js';
+import { applyBackendState, type BackendState, backendCounters } from './server-state.js';
+
+type Proxy = HttpProxy | TcpProxy;
+
+/** The proxies and backends of one worker. */
+export class WorkerPlane {
+  private config: ResolvedConfig;
+  private lb: LoadBalancerConfig;
+  private readonly backends = new Map<string, Backend>();
+  /** The proxies by the primary's frontend id; a closing one stays until closed. */
+  private readonly proxies = new Map<number, Proxy>();
+  private readonly latency = new Map<string, LatencyHistogram>();
+  private readonly retiring = new Set<Retired>();
+  /** TCP frontends' questions to the primary (see workers/tcp-sessions.ts), by id. */
+  private readonly questions = new Map<
+    number,
+    (answer: { server?: string | undefined; sid?: number | undefined }) => void
+  >();
+  private nextQuestion = 1;
+
+  constructor(
+    readonly name: string,
+    config: ResolvedConfig,
+    frontends: readonly FrontendEntry[],
+    private readonly log: Logger,
+    private readonly send: (msg: FromWorker) => void,
+  ) {
+    this.config = config;
+    this.lb = lbOf(config, name);
+    for (const e of frontends) {
+      if (!this.backends.has(e.backend))
+        this.backends.set(e.backend, this.newBackend(backendConfig(config, e.backend), config, undefined));
+    }
+    for (const e of frontends) this.proxies.set(e.id, this.newProxy(e));
+  }
+
+  /** Serves a connection of frontend `id` the primary accepted itself (closed when that frontend is gone). */
+  accept(id: number, socket: Socket): void {
+    const proxy = this.proxies.get(id);
+    if (proxy === undefined) socket.destroy();
+    else proxy.accept(socket);
+  }
+
+  /**
+   * Accepts frontend `id`'s connections on `handle`, its listening socket; returns this worker's
+   * handle of it (the primary keeps one). Rejects when the frontend is unknown or the socket fails.
+   */
+  async listen(id: number, handle: object): Promise<object | undefined> {
+    const proxy = this.proxies.get(id);
+    if (proxy === undefined) throw new Error(`no frontend ${id} here`);
+    await proxy.listenOn(handle);
+    return (proxy.server as { _handle?: object })._handle;
+  }
+
+  /**
+   * Stops accepting frontend `id`'s connections (another worker takes them): its connections
+   * here finish (within `graceMs`), as on a close.
+   */
+  unlisten(id: number, graceMs: number): void {
+    void this.proxies.get(id)?.close(graceMs);
+  }
+
+  /** The primary's answer to question `id` (the server of a TCP session). */
+  answer(id: number, server: string | undefined, sid: number | undefined): void {
+    const resolve = this.questions.get(id);
+    this.questions.delete(id);
+    resolve?.({ server, sid });
+  }
+
+  /** The primary picks the servers of frontend `f`'s TCP connections. */
+  private pickerFor(f: number): ServerPicker {
+    const ask = (question: (id: number) => FromWorker) =>
+      new Promise<{ server?: string | undefined; sid?: number | undefined }>((resolve) => {
+        const id = this.nextQuestion++;
+        this.questions.set(id, resolve);
+        this.send(question(id));
+      });
+    return {
+      open: async (ip) => {
+        const a = await ask((id) => ({ t: 'tcp-open', id, f, ip }));
+        return a.server === undefined || a.sid === undefined ? undefined : { server: a.server, sid: a.sid };
+      },
+      retry: async (sid, failed) =>
+        (await ask((id) => ({ t: 'tcp-retry', id, sid, failed: failed.name }))).server,
+      end: (sid) => this.send({ t: 'tcp-end', sid }),
+    };
+  }
+
+  /** Applies the primary's view of the servers of these backends. */
+  applyState(states: readonly BackendState[]): void {
+    for (const st of states) {
+      const b = this.backends.get(st.name);
+      if (b !== undefined) applyBackendState(b, st);
+    }
+  }
+
+  /**
+   * Applies a reload the primary has applied: the same backends are rebuilt (the unchanged ones
+   * kept, the others around the servers they keep, see reload/carry-over.ts), proxies of the
+   * frontends kept switch to their new backend and timeouts, new frontends get a proxy. Frontends
+   * that are gone are closed by the primary's close-frontend, which comes with the reload.
+   */
+  reload(next: ResolvedConfig, frontends: readonly FrontendEntry[]): void {
+    const lb = lbOf(next, this.name);
+    const backends = new Map<string, Backend>();
+    for (const e of frontends) {
+      if (backends.has(e.backend)) continue;
+      const bc = backendConfig(next, e.backend);
+      const old = this.backends.get(e.backend);
+      if (old !== undefined && backendKey(old.config, this.config) === backendKey(bc, next))
+        backends.set(e.backend, old);
+      else backends.set(e.backend, this.newBackend(bc, next, old));
+    }
+    const current = [...backends.values()];
+    const replaced = [...this.backends].filter(([name, old]) => backends.get(name) !== old);
+    for (const [, old] of replaced) {
+      old.stopChecks();
+      for (const r of retiredServers(old, current)) {
+        this.retiring.add(r);
+        void retire(r).then(() => this.retiring.delete(r));
+      }
+    }
+    this.backends.clear();
+    for (const [name, b] of backends) this.backends.set(name, b);
+    for (const [name, old] of replaced) {
+      if (old.queued === 0) continue;
+      const successor = backends.get(name);
+      if (successor === undefined) old.queue.rejectAll('unavailable');
+      else old.queue.dispatch(successor.balancer, successor.servers);
+    }
+    for (const e of frontends) {
+      const p = this.proxies.get(e.id);
+      if (p === undefined) {
+        this.proxies.set(e.id, this.newProxy(e, lb));
+        continue;
+      }
+      p.backend = backends.get(e.backend)!;
+      configureProxy(p, lb);
+    }
+    this.lb = lb;
+    this.config = next;
+  }
+
+  /** This worker's counters, for the primary's sums. */
+  counters(): WorkerCounters {
+    let connections = 0;
+    for (const p of this.proxies.values())
+      connections += p instanceof TcpProxy ? p.connections : openConnections(p.server);
+    return { connections, backends: [...this.backends.values()].map(backendCounters) };
+  }
+
+  /** Closes frontend `id`: its connections finish within `graceMs`, then are closed. */
+  async closeFrontend(id: number, graceMs: number): Promise<void> {
+    const p = this.proxies.get(id);
+    if (p === undefined) return;
+    await p.close(graceMs);
+    this.proxies.delete(id);
+  }
+
+  /** TCP frontends: closes the established connections to these servers of `backend`; how many. */
+  shutdownSessions(backend: string, servers: readonly string[]): number {
+    const b = this.backends.get(backend);
+    if (b === undefined) return 0;
+    let closed = 0;
+    for (const p of this.proxies.values()) {
+      if (!(p instanceof TcpProxy) || p.backend !== b) continue;
+      for (const s of b.servers) if (servers.includes(s.name)) closed += p.shutdownSessionsOf(s);
+    }
+    return closed;
+  }
+
+  /** Closes every frontend (within `graceMs`), then the connection pools. */
+  async close(graceMs: number): Promise<void> {
+    await Promise.all([...this.proxies.keys()].map((id) => this.closeFrontend(id, graceMs)));
+    for (const b of this.backends.values()) b.destroyAgents();
+    for (const r of this.retiring) r.server.pool.destroy();
+  }
+
+  private newBackend(bc: BackendConfig, all: ResolvedConfig, previous: Backend | undefined): Backend {
+    const b = new Backend(
+      bc,
+      all.servers,
+      this.log,
+      previous,
+      () => new RemotePassiveHealth(bc.name, bc.passiveHealth, this.send),
+    );
+    let h = this.latency.get(bc.name);
+    if (h === undefined) {
+      h = new LatencyHistogram();
+      this.latency.set(bc.name, h);
+    }
+    b.latency = h;
+    return b;
+  }
+
+  private newProxy(e: FrontendEntry, lb = this.lb): Proxy {
+    const p = createProxy(e.frontend, this.backends.get(e.backend)!, lb, this.log);
+    if (p instanceof TcpProxy) p.picker = this.pickerFor(e.id);
+    return p;
+  }
+}
+
+function lbOf(config: ResolvedConfig, name: string): LoadBalancerConfig {
+  const lb = config.loadBalancers.find((l) => l.name === name);
+  if (lb === undefined) throw new Error(`no load balancer named ${name} in the config`);
+  return lb;
+}
+
+function backendConfig(config: ResolvedConfig, name: string): BackendConfig {
+  const bc = config.backends.find((b) => b.name === name);
+  if (bc === undefined) throw new Error(`no backend named ${name} in the config`);
+  return bc;
+}

@@ -1,0 +1,346 @@
+/**
+ * The worker processes of a load balancer's primary: forked, moved through named states, their
+ * messages dispatched through a table keyed on the message type, restarted with backoff when one
+ * dies, stopped on close. The primary sends them the frontends' listening sockets, every state
+ * change, and asks them for their counters.
+ *
+ * States: `forked` (the process runs; it has not said hello yet) → `starting` (it got `init`) →
+ * `ready` (it serves its frontends) → `stopping` (told to shut down) → `exited`.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { StartupError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { FromWorker, ToWorker, WorkerCounters } from './messages.js';
+import { CounterSums } from './server-state.js';
+
+export type WorkerState = 'forked' | 'starting' | 'ready' | 'stopping' | 'exited';
+
+/** What `/status` shows of one worker. */
+export interface WorkerInfo {
+  /** 1…n: the worker's slot; a restarted worker keeps it. */
+  id: number;
+  pid: number | null;
+  state: WorkerState;
+  /** Times this slot's worker was restarted after it died. */
+  restarts: number;
+  /** Client connections open in it, as last read. */
+  connections: number;
+}
+
+/** A worker's answer to a question, and the handle (a listening socket) that came with it, if any. */
+export interface Answer {
+  reply: Extract<FromWorker, { t: 'reply' }>;
+  handle: unknown;
+}
+
+/** Something node:child_process can send along a message: a socket, or a raw handle. */
+export type SendHandle = Socket | object;
+
+const WORKER_SCRIPT = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+/** Longest wait for a worker's answer to a question (counters, ping). */
+const ANSWER_TIMEOUT_MS = 2000;
+const RESTART_DELAY_MIN_MS = 100;
+const RESTART_DELAY_MAX_MS = 5000;
+/** A worker that ran this long before dying restarts after the shortest delay again. */
+const STABLE_AFTER_MS = 10_000;
+
+/** One worker slot and the process in it now. */
+class LbWorker {
+  state: WorkerState = 'forked';
+  counters: WorkerCounters | undefined = undefined;
+  readonly since = Date.now();
+  /** Questions waiting for this process's answer, by id. */
+  readonly waiting = new Map<number, (answer: Answer | undefined) => void>();
+
+  constructor(
+    /** 0-based slot. */
+    readonly slot: number,
+    readonly child: ChildProcess,
+  ) {}
+
+  get id(): number {
+    return this.slot + 1;
+  }
+
+  get initialized(): boolean {
+    return this.state === 'starting' || this.state === 'ready';
+  }
+
+  /** Sends `msg` (with `handle`: a socket leaves this process, a raw handle is shared); `failed` if it could not be. */
+  send(msg: ToWorker, handle?: SendHandle, failed?: () => void): void {
+    if (!this.child.connected) {
+      if (isSocket(handle)) handle.destroy();
+      failed?.();
+      return;
+    }
+    if (handle === undefined) {
+      this.child.send(msg);
+      return;
+    }
+    // A socket is handed over (closed here once sent); a listening socket's handle is shared.
+    const keepOpen = !isSocket(handle);
+    this.child.send(msg, handle as Socket, { keepOpen }, (err) => {
+      if (!err) return;
+      if (isSocket(handle)) handle.destroy();
+      failed?.();
+    });
+  }
+}
+
+function isSocket(handle: SendHandle | undefined): handle is Socket {
+  return handle !== undefined && typeof (handle as Socket).destroy === 'function';
+}
+
+export interface WorkerPoolOptions {
+  count: number;
+  log: Logger;
+  /** The `init` message for the worker of `slot`: the config, frontends and server state of this moment. */
+  init(slot: number): Extract<ToWorker, { t: 'init' }>;
+  /** The worker of `slot` is ready: it gets its listening sockets now. */
+  onReady(slot: number): void;
+  /** A worker reported a passive-health observation. */
+  onPassive(m: Extract<FromWorker, { t: 'passive' }>): void;
+  /** TCP sessions: the worker of `slot` asks for a server, or ends a session. */
+  onTcp(slot: number, m: Extract<FromWorker, { t: 'tcp-open' | 'tcp-retry' | 'tcp-end' }>): void;
+  /** The worker of `slot` exited: what it held is gone. */
+  onExit(slot: number): void;
+}
+
+export class WorkerPool {
+  private readonly slots: Array<LbWorker | undefined>;
+  private readonly restarts: number[];
+  /** Ready workers, for connections the primary hands out in turn. */
+  private readonly ready: LbWorker[] = [];
+  private next = 0;
+  private nextQuestion = 1;
+  private stopping = false;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
+  /** What exited workers counted (their last counters read). */
+  private readonly departed = new CounterSums();
+  private starting: { resolve: () => void; reject: (err: Error) => void; left: number } | undefined;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.slots = new Array<LbWorker | undefined>(options.count).fill(undefined);
+    this.restarts = new Array<number>(options.count).fill(0);
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** Forks every worker; resolves once all are ready, rejects if one dies before. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.starting = { resolve, reject, left: this.slots.length };
+      for (let i = 0; i < this.slots.length; i++) this.spawn(i);
+    });
+  }
+
+  /** Whether the worker of `slot` (default: any) is ready. */
+  isReady(slot?: number): boolean {
+    return slot === undefined ? this.ready.length > 0 : this.slots[slot]?.state === 'ready';
+  }
+
+  /**
+   * Hands a client connection the primary accepted itself to the worker of `slot`, or else to the
+   * next ready one (isReady(slot) must hold).
+   */
+  dispatch(f: number, socket: Socket, slot?: number): void {
+    let w: LbWorker;
+    if (slot !== undefined) w = this.slots[slot]!;
+    else {
+      if (this.next >= this.ready.length) this.next = 0;
+      w = this.ready[this.next++]!;
+    }
+    w.send({ t: 'conn', f }, socket);
+  }
+
+  /** Sends `msg` to every worker that has its init (later workers get the state in theirs). */
+  broadcast(msg: ToWorker): void {
+    for (const w of this.slots) if (w?.initialized) w.send(msg);
+  }
+
+  /** Answers the question `id` of the worker of `slot`. */
+  answer(slot: number, msg: ToWorker): void {
+    const w = this.slots[slot];
+    if (w?.initialized) w.send(msg);
+  }
+
+  /**
+   * Asks every worker that has its init; resolves with their answers (undefined for one that did
+   * not answer within `timeoutMs`, or exited).
+   */
+  ask(question: (id: number) => ToWorker, timeoutMs = ANSWER_TIMEOUT_MS): Promise<Array<Answer | undefined>> {
+    const asked: Array<Promise<Answer | undefined>> = [];
+    for (const w of this.slots)
+      if (w?.initialized) asked.push(this.question(w, question, undefined, timeoutMs));
+    return Promise.all(asked);
+  }
+
+  /** Asks the worker of `slot` (sending `handle` along); undefined when it has no init or did not answer. */
+  askOne(
+    slot: number,
+    question: (id: number) => ToWorker,
+    handle?: SendHandle,
+    timeoutMs = ANSWER_TIMEOUT_MS,
+  ): Promise<Answer | undefined> {
+    const w = this.slots[slot];
+    if (!w?.initialized) return Promise.resolve(undefined);
+    return this.question(w, question, handle, timeoutMs);
+  }
+
+  /** Resolves once every worker has applied every message sent to it before. */
+  async sync(): Promise<void> {
+    await this.ask((id) => ({ t: 'ping', id }));
+  }
+
+  /** The sums of every worker's counters now (and of the exited ones' last counters). */
+  async gather(): Promise<CounterSums> {
+    const workers = this.slots.filter((w): w is LbWorker => w?.initialized === true);
+    await this.ask((id) => ({ t: 'stats', id }));
+    const sums = new CounterSums();
+    sums.add(this.departed.toCounters(), true);
+    for (const w of workers)
+      if (w.state !== 'exited' && w.counters !== undefined) sums.add(w.counters.backends);
+    return sums;
+  }
+
+  /** Each worker slot's process and state. */
+  info(): WorkerInfo[] {
+    return this.slots.map((w, i) => ({
+      id: i + 1,
+      pid: w?.child.pid ?? null,
+      state: w?.state ?? 'exited',
+      restarts: this.restarts[i]!,
+      connections: w?.state === 'ready' ? (w.counters?.connections ?? 0) : 0,
+    }));
+  }
+
+  /**
+   * Stops every worker: each closes its frontends (connections finish within `graceMs`) and exits;
+   * one that does not within `graceMs` plus a margin is killed.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    for (const t of this.restartTimers) clearTimeout(t);
+    this.restartTimers.clear();
+    const workers = this.slots.filter((w): w is LbWorker => w !== undefined && w.state !== 'exited');
+    await this.ask((id) => ({ t: 'shutdown', id, grace: graceMs }), graceMs + ANSWER_TIMEOUT_MS);
+    await Promise.all(workers.map((w) => this.exit(w)));
+  }
+
+  private question(
+    w: LbWorker,
+    question: (id: number) => ToWorker,
+    handle: SendHandle | undefined,
+    timeoutMs: number,
+  ): Promise<Answer | undefined> {
+    const id = this.nextQuestion++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      const done = (answer: Answer | undefined) => {
+        clearTimeout(timer);
+        w.waiting.delete(id);
+        resolve(answer);
+      };
+      w.waiting.set(id, done);
+      w.send(question(id), handle, () => done(undefined));
+    });
+  }
+
+  /** Waits for `w` to exit: disconnects it, then kills it if it lingers. */
+  private exit(w: LbWorker): Promise<void> {
+    if (w.state === 'exited') return Promise.resolve();
+    w.state = 'stopping';
+    return new Promise((resolve) => {
+      const kill = setTimeout(() => w.child.kill('SIGKILL'), 2000);
+      w.child.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      if (w.child.connected) w.child.disconnect();
+    });
+  }
+
+  private spawn(slot: number): void {
+    const child = fork(WORKER_SCRIPT, [], {
+      serialization: 'advanced',
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--test') && !a.startsWith('--inspect')),
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    const w = new LbWorker(slot, child);
+    this.slots[slot] = w;
+    const log = this.options.log;
+    createInterface({ input: child.stdout! }).on('line', (l) => log.info(`worker ${w.id}: ${l}`));
+    createInterface({ input: child.stderr! }).on('line', (l) => log.error(`worker ${w.id}: ${l}`));
+    child.on('message', (m: FromWorker, handle: unknown) => this.handle(w, m, handle));
+    child.on('error', (err) => log.error(`worker ${w.id}: ${err.message}`));
+    child.on('exit', (code, signal) => this.exited(w, code, signal));
+  }
+
+  /** Messages from a worker, by type. */
+  private readonly handlers: {
+    [T in FromWorker['t']]: (w: LbWorker, m: Extract<FromWorker, { t: T }>, handle: unknown) => void;
+  } = {
+    hello: (w) => {
+      w.state = 'starting';
+      w.send(this.options.init(w.slot));
+    },
+    ready: (w) => {
+      w.state = 'ready';
+      this.ready.push(w);
+      if (this.starting !== undefined && --this.starting.left === 0) {
+        this.starting.resolve();
+        this.starting = undefined;
+      }
+      this.options.onReady(w.slot);
+    },
+    log: (_w, m) => this.options.log[m.level](m.msg),
+    passive: (_w, m) => this.options.onPassive(m),
+    reply: (w, m, handle) => {
+      if (m.counters !== undefined) w.counters = m.counters;
+      w.waiting.get(m.id)?.({ reply: m, handle });
+    },
+    'tcp-open': (w, m) => this.options.onTcp(w.slot, m),
+    'tcp-retry': (w, m) => this.options.onTcp(w.slot, m),
+    'tcp-end': (w, m) => this.options.onTcp(w.slot, m),
+  };
+
+  private handle(w: LbWorker, m: FromWorker, handle: unknown): void {
+    (this.handlers[m.t] as (w: LbWorker, m: FromWorker, handle: unknown) => void)(w, m, handle);
+  }
+
+  private exited(w: LbWorker, code: number | null, signal: NodeJS.Signals | null): void {
+    const expected = w.state === 'stopping' || this.stopping;
+    const wasReady = w.state === 'ready';
+    w.state = 'exited';
+    const at = this.ready.indexOf(w);
+    if (at >= 0) this.ready.splice(at, 1);
+    for (const done of w.waiting.values()) done(undefined);
+    if (w.counters !== undefined) this.departed.add(w.counters.backends, true);
+    this.options.onExit(w.slot);
+    if (expected) return;
+    const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
+    if (this.starting !== undefined) {
+      const starting = this.starting;
+      this.starting = undefined;
+      starting.reject(new StartupError(`load balancer worker ${w.id} ended while starting (${how})`));
+      return;
+    }
+    const i = w.slot;
+    const stable = wasReady && Date.now() - w.since > STABLE_AFTER_MS;
+    const delay = stable
+      ? RESTART_DELAY_MIN_MS
+      : Math.min(RESTART_DELAY_MAX_MS, RESTART_DELAY_MIN_MS * 2 ** Math.min(this.restarts[i]!, 10));
+    this.restarts[i]!++;
+    this.options.log.warn(`worker ${w.id} (pid ${w.child.pid}) ended (${how}); restarting it in ${delay}ms`);
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(timer);
+      if (!this.stopping) this.spawn(i);
+    }, delay);
+    this.restartTimers.add(timer);
+  }
+}
