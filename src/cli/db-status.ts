@@ -2,6 +2,7 @@
 import { loadConfig } from '../config/load.js';
 import { managerAlive, readClusterState, readNodeReport } from '../db/cluster/cluster-state.js';
 import { createDriver } from '../db/cluster/db-node.js';
+import type { NodeProbe } from '../db/engines/engine.js';
 import { MariaDbDriver } from '../db/engines/mariadb-driver.js';
 import { NotRunningError, UsageError } from '../errors.js';
 import { parse } from './args.js';
@@ -14,8 +15,11 @@ interface NodeStatus {
   activity: string | null;
   /** Replayed position: LSN (PostgreSQL) or GTID position (MariaDB). */
   position: string | null;
+  /** In `lagUnit`: what `maxLag` and `maximumLagOnFailover` compare. */
   lag: number | null;
   lagUnit: 'bytes' | 'transactions';
+  /** Bytes of the primary's log (WAL, MariaDB binary log) not applied yet. */
+  lagBytes: number | null;
   lagSeconds: number | null;
   sync: string | null;
   error: string | null;
@@ -31,10 +35,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!state) throw new NotRunningError(`the database cluster of ${dataDir} was never started`);
   const driver = createDriver(config);
   const primaryNode = db.nodes.find((n) => n.name === state.primary)!;
-  let primaryPosition: string | null = null;
+  let primaryProbe: NodeProbe | undefined;
   let links = new Map<string, { lagSeconds: number | null; mode: string }>();
   try {
-    primaryPosition = (await driver.probe(primaryNode, 1500)).position;
+    primaryProbe = await driver.probe(primaryNode, 1500);
     links = await driver.replicaLinks(primaryNode);
   } catch {
     // the primary is down: the table says so
@@ -50,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
       position: null,
       lag: null,
       lagUnit: driver.lagUnit,
+      lagBytes: null,
       lagSeconds: null,
       sync: null,
       error: null,
@@ -59,7 +64,8 @@ export async function run(argv: string[]): Promise<number> {
       s.role = probe.role;
       s.position = probe.replayed;
       if (probe.role === 'replica') {
-        s.lag = driver.diff(primaryPosition, probe.replayed);
+        s.lag = driver.diff(primaryProbe?.position, probe.replayed);
+        s.lagBytes = primaryProbe ? driver.lagBytes(primaryProbe, probe) : null;
         const link = links.get(n.name);
         s.lagSeconds = link ? link.lagSeconds : await driver.replicaLagSeconds(n).catch(() => null);
         s.sync =
@@ -84,6 +90,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   }
+  // PostgreSQL's lag is in bytes already; MariaDB's in transactions, then bytes of binary log.
+  const byTransactions = driver.lagUnit === 'transactions';
+  const count = (v: number | null) => (v === null ? '-' : String(v));
   const lines = [
     `term ${state.term}, primary ${state.primary}, ${db.replication} replication, manager ${out.manager}`,
     ...(state.blocked ? [`FAILOVER BLOCKED: ${state.blocked}`] : []),
@@ -94,8 +103,9 @@ export async function run(argv: string[]): Promise<number> {
         'ADDRESS',
         'ROLE',
         'ACTIVITY',
-        driver.lagUnit === 'bytes' ? 'LSN' : 'GTID',
-        `LAG ${driver.lagUnit === 'bytes' ? 'BYTES' : 'TX'}`,
+        byTransactions ? 'GTID' : 'LSN',
+        ...(byTransactions ? ['LAG TX'] : []),
+        'LAG BYTES',
         'LAG S',
         'SYNC',
       ],
@@ -105,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
         n.role ?? (n.error ? 'down' : '-'),
         n.activity ?? '-',
         n.position || '-',
-        n.lag === null ? '-' : String(n.lag),
+        ...(byTransactions ? [count(n.lag), count(n.lagBytes)] : [count(n.lag)]),
         n.lagSeconds === null ? '-' : n.lagSeconds.toFixed(3),
         n.sync ?? '-',
       ]),

@@ -71,9 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   const cluster = state.components.find((c) => c.kind === 'cluster');
-  const dbNodes = cluster?.details['nodes'] as
-    | { name: string; role: string; lag: number | null; lagUnit?: string; lagSeconds?: number | null }[]
-    | undefined;
+  const dbNodes = cluster?.details['nodes'] as DbNodeLag[] | undefined;
   if (dbNodes) {
     out.push(
       '',
@@ -85,9 +83,7 @@ export async function run(argv: string[]): Promise<number> {
         dbNodes.map((n) => [
           n.name,
           n.role ?? '-',
-          n.lag === null || n.lag === undefined
-            ? '-'
-            : `${n.lag} ${n.lagUnit === 'transactions' ? 'tx' : 'B'}`,
+          formatLag(n),
           n.lagSeconds === null || n.lagSeconds === undefined ? '-' : n.lagSeconds.toFixed(3),
         ]),
       ),
@@ -97,4 +93,22 @@ export async function run(argv: string[]): Promise<number> {
   for (const c of failing) out.push('', `${c.id}: last error: ${c.lastError}`);
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
+}
+
+/** A database node as the cluster manager reports it (see ClusterManager.reportReplication). */
+interface DbNodeLag {
+  name: string;
+  role: string;
+  lag: number | null;
+  lagUnit?: string;
+  lagBytes?: number | null;
+  lagSeconds?: number | null;
+}
+
+/** `4096 B` (PostgreSQL); `12 tx / 4096 B` (MariaDB: transactions, then bytes of binary log). */
+function formatLag(n: DbNodeLag): string {
+  const known = (v: number | null | undefined): v is number => v !== null && v !== undefined;
+  if (n.lagUnit !== 'transactions') return known(n.lag) ? `${n.lag} B` : '-';
+  if (!known(n.lag) && !known(n.lagBytes)) return '-';
+  return `${known(n.lag) ? n.lag : '-'} tx / ${known(n.lagBytes) ? `${n.lagBytes} B` : '- B'}`;
 }

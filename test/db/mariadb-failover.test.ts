@@ -12,6 +12,7 @@
  *   its old data directory kept aside.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -20,7 +21,7 @@ import { readSecret } from '../../src/db/secrets.js';
 import { Component } from '../helpers/components.js';
 import { freePort, skipUnless, tempDir, waitFor } from '../helpers/index.js';
 import { type SqlSession, connect, isDuplicateKey, sql } from '../helpers/sql.js';
-import { Stack, writeConfig } from '../helpers/stack.js';
+import { Stack, TANDEM, writeConfig } from '../helpers/stack.js';
 
 const MARIADBD = ['/usr/sbin/mariadbd', '/usr/bin/mariadbd'].find((p) => existsSync(p));
 
@@ -216,6 +217,11 @@ test('MariaDB, sync replication: SIGKILL of the primary loses no acknowledged wr
     new RegExp(`^tandem_db_replication_lag_seconds\\{node="${first.name}"\\} [\\d.]+$`, 'm'),
   );
   assert.match(metrics, /^tandem_db_primary\{node="db-01"\} 0$/m);
+  // And in bytes: its coordinates are in the new primary's binary log now.
+  await waitFor('the rejoined replica to report its lag in bytes', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${first.apiPort}/metrics`)).text();
+    return new RegExp(`^tandem_db_replication_lag_bytes\\{node="${first.name}"\\} \\d+$`, 'm').test(text);
+  });
 
   // Switchover back while writes go on.
   const sw = new Component(['db', 'switchover', '--to', first.name, '-c', s.file, '-d', s.dataDir]);
@@ -225,6 +231,14 @@ test('MariaDB, sync replication: SIGKILL of the primary loses no acknowledged wr
   assert.equal(s3.primary, first.name);
   const n = writer.acked.length;
   await waitFor('writes after the switchover', () => writer.acked.length > n + 50);
+  // The new primary waits for the replica's acknowledgement, and `tandem db status` says so.
+  const status = spawnSync(process.execPath, [TANDEM, 'db', 'status', '-c', s.file, '-d', s.dataDir], {
+    encoding: 'utf8',
+  });
+  assert.equal(status.status, 0, status.stderr);
+  assert.match(status.stdout, /, sync replication,/);
+  const replicaRow = status.stdout.split('\n').find((l) => l.trim().startsWith(`${s.nodes[1]!.name} `));
+  assert.match(replicaRow ?? '', /replica .* semi-sync\s*$/, status.stdout);
 
   await writer.stop();
   await watch.stop();
@@ -255,16 +269,26 @@ test('MariaDB, async replication: lost transactions are counted; the diverged ol
   // Replication stops: the next writes are acknowledged (async) but reach no replica.
   for (const n of [second, third]) await s.direct(n, 'STOP SLAVE');
   for (let id = 2; id <= 6; id++) await sql(w, 'INSERT INTO t VALUES ($1)', [id]);
-  // The manager has seen the primary's last position: it reports both replicas 5 behind.
+  // The manager has seen the primary's last position: it reports both replicas 5 behind, and
+  // the bytes of those 5 transactions in the primary's binary log.
   await waitFor(
     'the manager to see the replicas 5 transactions behind',
     () => {
       const cluster = s.stack.status().components.find((c) => c.id === 'cluster');
-      const nodes = (cluster?.details['nodes'] ?? []) as { name: string; lag: number | null }[];
-      return nodes.filter((n) => n.lag === 5).length === 2;
+      const nodes = (cluster?.details['nodes'] ?? []) as {
+        name: string;
+        lag: number | null;
+        lagBytes: number | null;
+      }[];
+      return nodes.filter((n) => n.lag === 5 && n.lagBytes !== null && n.lagBytes > 0).length === 2;
     },
     { timeout: 15_000 },
   );
+  const status = spawnSync(process.execPath, [TANDEM, 'status', '-c', s.file, '-d', s.dataDir], {
+    encoding: 'utf8',
+  }).stdout;
+  for (const n of [second, third])
+    assert.match(status, new RegExp(`^ {2}${n.name} +replica +5 tx / [1-9]\\d* B( |$)`, 'm'), status);
 
   process.kill(s.enginePid(first.name), 'SIGKILL');
   const after = await waitFor('a failover', () => {

@@ -5,7 +5,8 @@
  * answers 200 on a running replica (with `?maxLag=N`: only within N of the primary, in the
  * engine's unit: bytes of WAL for PostgreSQL, transactions for MariaDB; `maxLagBytes` is the same),
  * `GET /health` on any running node, `GET /status` with JSON, `GET /metrics` for Prometheus (role,
- * term, replication lag in the engine's unit and in seconds).
+ * term, replication lag in bytes of the primary's log on both engines, in transactions on MariaDB,
+ * and in seconds).
  */
 import { type Server, createServer } from 'node:http';
 import type { ResolvedConfig } from '../../config/load.js';
@@ -71,9 +72,12 @@ export async function startAgentApi(
         const query = new URLSearchParams(url.split('?')[1] ?? '');
         const maxLag = Number(query.get('maxLag') ?? query.get('maxLagBytes') ?? NaN);
         if (!Number.isFinite(maxLag)) return [200, body];
-        const lag = await agent.lag();
+        const { lag, bytes } = await agent.replicationLag();
         const unit = agent.engine.driver.lagUnit;
-        return [lag !== null && lag <= maxLag ? 200 : 503, { ...body, lag, lagUnit: unit, maxLag }];
+        return [
+          lag !== null && lag <= maxLag ? 200 : 503,
+          { ...body, lag, lagUnit: unit, lagBytes: bytes, maxLag },
+        ];
       }
       case '/health':
         return [running ? 200 : 503, body];
@@ -93,7 +97,9 @@ export async function startAgentApi(
   async function metrics(running: boolean, term: number | null): Promise<string> {
     const role = running ? await agent.role().catch(() => null) : null;
     const replica = role === 'replica';
-    const [lag, seconds] = replica ? await Promise.all([agent.lag(), agent.lagSeconds()]) : [null, null];
+    const [{ lag, bytes }, seconds] = replica
+      ? await Promise.all([agent.replicationLag(), agent.lagSeconds()])
+      : [{ lag: null, bytes: null }, null];
     const unit = agent.engine.driver.lagUnit;
     const label = `{node="${agent.name}"}`;
     const gauge = (name: string, help: string, value: number | null) =>
@@ -103,10 +109,17 @@ export async function startAgentApi(
       ...gauge('tandem_db_primary', '1 when the node is the primary, else 0.', role === 'primary' ? 1 : 0),
       ...gauge('tandem_db_term', 'The cluster term (grows at each change of primary).', term),
       ...gauge(
-        `tandem_db_replication_lag_${unit}`,
-        `How far this replica's replay is behind the primary, in ${unit === 'bytes' ? 'bytes of WAL' : 'transactions'}.`,
-        lag,
+        'tandem_db_replication_lag_bytes',
+        `How far this replica's replay is behind the primary, in bytes of ${unit === 'bytes' ? 'WAL' : "the primary's binary log"}.`,
+        bytes,
       ),
+      ...(unit === 'transactions'
+        ? gauge(
+            'tandem_db_replication_lag_transactions',
+            "How far this replica's replay is behind the primary, in transactions.",
+            lag,
+          )
+        : []),
       ...gauge(
         'tandem_db_replication_lag_seconds',
         "Seconds this replica's replay is behind the primary.",

@@ -9,7 +9,7 @@
 import type { ResolvedConfig } from '../../config/load.js';
 import type { DbNodeConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
-import type { EngineDriver } from '../engines/engine.js';
+import type { EngineDriver, NodeProbe as EngineProbe } from '../engines/engine.js';
 import {
   type ClusterEvent,
   type ClusterState,
@@ -29,6 +29,8 @@ export interface NodeProbe {
   /** Written (primary) or received (replica) WAL position. */
   lsn: string | null;
   replayLsn: string | null;
+  /** The engine's answer, for `driver.lagBytes`; null when the node did not answer. */
+  raw: EngineProbe | null;
   error: string | null;
 }
 
@@ -114,7 +116,10 @@ export class ClusterManager {
     }
   }
 
-  /** Sends each node's role and replication lag (engine unit and seconds) every 2 s at most. */
+  /**
+   * Sends each node's role and replication lag (engine unit, bytes of the primary's log, seconds)
+   * every 2 s at most. Bytes come from this check's probes: no extra query.
+   */
   private async reportReplication(state: ClusterState, probes: NodeProbe[]): Promise<void> {
     const now = Date.now();
     if (now - this.lastReport < 2000) return;
@@ -129,6 +134,7 @@ export class ClusterManager {
           role: p.ok ? p.role : 'down',
           lag: replica ? this.driver.diff(primary?.lsn, p.replayLsn) : null,
           lagUnit: this.driver.lagUnit,
+          lagBytes: replica && primary?.raw && p.raw ? this.driver.lagBytes(primary.raw, p.raw) : null,
           lagSeconds: replica ? await this.driver.replicaLagSeconds(node).catch(() => null) : null,
         };
       }),
@@ -141,7 +147,15 @@ export class ClusterManager {
     try {
       const timeout = Math.max(200, Math.min(1000, this.db.failover.checkInterval * 2));
       const p = await this.driver.probe(node, timeout);
-      return { name: node.name, ok: true, role: p.role, lsn: p.position, replayLsn: p.replayed, error: null };
+      return {
+        name: node.name,
+        ok: true,
+        role: p.role,
+        lsn: p.position,
+        replayLsn: p.replayed,
+        raw: p,
+        error: null,
+      };
     } catch (err) {
       return {
         name: node.name,
@@ -149,6 +163,7 @@ export class ClusterManager {
         role: null,
         lsn: null,
         replayLsn: null,
+        raw: null,
         error: (err as Error).message,
       };
     }

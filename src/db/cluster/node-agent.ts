@@ -40,6 +40,14 @@ export interface NodeAgentOptions {
   onChange?: (snapshot: ReturnType<NodeAgent['snapshot']>) => void;
 }
 
+/** A replica's lag as its agent sees it (see NodeAgent.replicationLag). */
+export interface ReplicationLag {
+  /** In the engine's unit (`driver.lagUnit`). */
+  lag: number | null;
+  /** Bytes of the primary's log (WAL, binary log) not applied yet. */
+  bytes: number | null;
+}
+
 export class NodeAgent {
   readonly name: string;
   private readonly node: DbNodeConfig;
@@ -58,7 +66,7 @@ export class NodeAgent {
   private diedAt = 0;
   private api: AgentApi | undefined;
   private lastSnapshot = '';
-  private lagCache: { at: number; value: number | null } = { at: 0, value: null };
+  private lagCache: { at: number; value: ReplicationLag } = { at: 0, value: { lag: null, bytes: null } };
   private readonly label: string;
   /** Set after following a new primary: by then the replica must stream from it. */
   private followDeadline = 0;
@@ -86,13 +94,15 @@ export class NodeAgent {
   }
 
   /**
-   * How far this replica's replay is behind the primary, in the engine's unit (bytes of WAL for
-   * PostgreSQL, transactions for MariaDB); null when either is unreachable. Cached for a quarter
-   * second: the load balancer asks often.
+   * How far this replica's replay is behind the primary: in the engine's unit (bytes of WAL for
+   * PostgreSQL, transactions for MariaDB: what `maxLag` compares) and in bytes of the primary's log
+   * (the same number on PostgreSQL); null when unknown (the primary or this node is unreachable, or
+   * this node is not a replica). One probe of each node, cached for a quarter second: the load
+   * balancer asks often.
    */
-  async lag(): Promise<number | null> {
+  async replicationLag(): Promise<ReplicationLag> {
     if (Date.now() - this.lagCache.at < 250) return this.lagCache.value;
-    let value: number | null = null;
+    let value: ReplicationLag = { lag: null, bytes: null };
     try {
       const state = readClusterState(this.dataRoot);
       if (state && state.primary !== this.name) {
@@ -101,10 +111,13 @@ export class NodeAgent {
           driver.probe(this.node, 1000),
           driver.probe(findDbNode(this.config, state.primary), 1000),
         ]);
-        value = driver.diff(theirs.position, mine.replayed);
+        value = {
+          lag: driver.diff(theirs.position, mine.replayed),
+          bytes: driver.lagBytes(theirs, mine),
+        };
       }
     } catch {
-      value = null; // the primary or this node is unreachable: unknown lag
+      value = { lag: null, bytes: null }; // the primary or this node is unreachable: unknown lag
     }
     this.lagCache = { at: Date.now(), value };
     return value;

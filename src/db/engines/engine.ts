@@ -9,7 +9,8 @@
  *
  * Positions (`position`, `replayed`) are opaque strings to the cluster code: a PostgreSQL LSN
  * (`0/3000060`), a MariaDB GTID position (`0-1-42`). Only the driver compares them (`diff`), in its
- * own unit (`lagUnit`).
+ * own unit (`lagUnit`). Lag in bytes of the primary's log (`lagBytes`) is there on both engines,
+ * from the same two probes.
  */
 
 export type Role = 'primary' | 'replica';
@@ -37,6 +38,19 @@ export interface NodeProbe {
   position: string | null;
   /** Replayed (applied) position; on a primary, the same as `position`. */
   replayed: string | null;
+  /**
+   * Binary log coordinates (MariaDB), what `lagBytes` needs besides the positions; only the driver
+   * reads them. Absent on PostgreSQL, whose positions are byte offsets already.
+   */
+  log?: LogCoordinates | undefined;
+}
+
+/** Where a node is in binary log coordinates (MariaDB: file name and byte offset in the file). */
+export interface LogCoordinates {
+  /** A replica: the file of its primary's binary log and the offset up to which it has applied it. */
+  applied?: { file: string; offset: number } | undefined;
+  /** A primary: its binary log files, oldest first, with their sizes (the last one's is its end). */
+  files?: { name: string; size: number }[] | undefined;
 }
 
 /** What the primary knows of one replica's replication. */
@@ -56,6 +70,14 @@ export interface EngineDriver {
   probe(node: NodeAddress, timeoutMs: number): Promise<NodeProbe>;
   /** How far `ahead` is past `behind` (negative when behind), or null when either is unknown. */
   diff(ahead: string | null | undefined, behind: string | null | undefined): number | null;
+  /**
+   * Bytes of the primary's log that the replica has not applied yet, from a probe of each:
+   * PostgreSQL, WAL from the replica's replay position to the primary's; MariaDB, binary log from
+   * the replica's applied coordinates to the primary's end, summed across files. Null when it
+   * cannot be told (the replica's file is no longer, or never was, in the primary's log), never
+   * a guess.
+   */
+  lagBytes(primary: NodeProbe, replica: NodeProbe): number | null;
   /**
    * Promotes a running replica: lets it apply what it has received (bounded), makes it a
    * writable primary, prepares it to serve `peers` as replicas. Resolves with its position.

@@ -4,10 +4,23 @@
  * Positions are GTID positions (`0-1-42`: domain, server id, sequence number). Tandem runs every
  * node with gtid_strict_mode, so within a domain the sequence number only grows across the whole
  * cluster, whichever node wrote it: the distance between two positions is a count of transactions.
+ *
+ * Lag in bytes comes from binary log coordinates instead: a replica's SHOW SLAVE STATUS says up to
+ * which file and offset of its primary's binary log it has applied (Relay_Master_Log_File,
+ * Exec_Master_Log_Pos), the primary's SHOW BINARY LOGS lists its files and their sizes. Every node
+ * names its binary log after itself (`<node>-bin.000003`), so coordinates in another node's log
+ * never match the primary's files.
  */
 import mysql from 'mysql2/promise';
 import { DatabaseError } from '../../errors.js';
-import type { EngineDriver, NodeAddress, NodeProbe, Progress, ReplicaLink } from './engine.js';
+import type {
+  EngineDriver,
+  LogCoordinates,
+  NodeAddress,
+  NodeProbe,
+  Progress,
+  ReplicaLink,
+} from './engine.js';
 
 /** Tandem's administrative account on every MariaDB node. */
 export const MARIADB_ADMIN = 'tandem';
@@ -54,6 +67,26 @@ export function gtidContained(position: string, state: string): boolean {
   return true;
 }
 
+/**
+ * Bytes of the primary's binary log from `applied` (a replica's file and offset) to the end of the
+ * primary's last file, summed across files; null when the primary does not list that file (purged,
+ * or another node's log) or the offset is past the end of a file that is not the last. An offset
+ * past the end of the last file is a replica seen a moment after the primary: 0.
+ */
+export function binlogBytesBehind(
+  files: readonly { name: string; size: number }[] | undefined,
+  applied: { file: string; offset: number } | undefined,
+): number | null {
+  if (!files || !applied || !applied.file) return null;
+  const at = files.findIndex((f) => f.name === applied.file);
+  if (at < 0) return null;
+  const last = at === files.length - 1;
+  if (applied.offset > files[at]!.size) return last ? 0 : null;
+  let total = files[at]!.size - applied.offset;
+  for (const f of files.slice(at + 1)) total += f.size;
+  return total;
+}
+
 export type Row = Record<string, unknown>;
 
 export class MariaDbDriver implements EngineDriver {
@@ -97,8 +130,14 @@ export class MariaDbDriver implements EngineDriver {
             role: 'replica',
             position: String(slave['Gtid_IO_Pos'] ?? '') || String(v['applied']),
             replayed: String(v['applied']),
+            log: { applied: appliedCoordinates(slave) },
           };
-        return { role: 'primary', position: String(v['binlog']), replayed: String(v['binlog']) };
+        return {
+          role: 'primary',
+          position: String(v['binlog']),
+          replayed: String(v['binlog']),
+          log: { files: await binlogFiles(c) },
+        };
       },
       timeoutMs,
     );
@@ -106,6 +145,10 @@ export class MariaDbDriver implements EngineDriver {
 
   diff(ahead: string | null | undefined, behind: string | null | undefined): number | null {
     return gtidDiff(ahead, behind);
+  }
+
+  lagBytes(primary: NodeProbe, replica: NodeProbe): number | null {
+    return binlogBytesBehind(primary.log?.files, replica.log?.applied);
   }
 
   /**
@@ -171,8 +214,11 @@ export class MariaDbDriver implements EngineDriver {
     );
   }
 
-  /** `semi-sync` when this replica acknowledges commits to its primary, else `async`. */
+  /** `semi-sync` when its primary waits for this replica's acknowledgement of each commit, else `async`. */
   async replicaMode(node: NodeAddress): Promise<string> {
+    // Every replica runs the semi-sync slave plugin (it may become primary); it only matters when
+    // the primary waits for it, which Tandem turns on in sync mode alone.
+    if (!this.sync) return 'async';
     return this.with(node, async (c) => {
       const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW STATUS LIKE 'Rpl_semi_sync_slave_status'");
       return String(rows[0]?.['Value']) === 'ON' ? 'semi-sync' : 'async';
@@ -184,6 +230,28 @@ export class MariaDbDriver implements EngineDriver {
 export async function slaveStatus(c: mysql.Connection): Promise<Row | undefined> {
   const [rows] = await c.query<mysql.RowDataPacket[]>('SHOW SLAVE STATUS');
   return rows[0] as Row | undefined;
+}
+
+/** Up to where a replica has applied its primary's binary log, or undefined before it has started. */
+function appliedCoordinates(slave: Row): LogCoordinates['applied'] {
+  const file = String(slave['Relay_Master_Log_File'] ?? '');
+  const offset = Number(slave['Exec_Master_Log_Pos']);
+  return file && Number.isFinite(offset) ? { file, offset } : undefined;
+}
+
+/**
+ * The node's binary log files and sizes, oldest first; the last one's size is the current position
+ * (what SHOW MASTER STATUS gives). It does not wait on commits held for a semi-sync ack. Undefined
+ * on a server without a binary log (not one Tandem started): its lag in bytes is unknown.
+ */
+async function binlogFiles(c: mysql.Connection): Promise<LogCoordinates['files']> {
+  try {
+    const [rows] = await c.query<mysql.RowDataPacket[]>('SHOW BINARY LOGS');
+    return rows.map((r) => ({ name: String(r['Log_name']), size: Number(r['File_size']) }));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ER_NO_BINARY_LOGGING') return undefined;
+    throw err;
+  }
 }
 
 /** Lets a primary take writes; with sync replication, each commit waits for a replica's ack. */

@@ -90,6 +90,11 @@ export class PostgresDriver implements EngineDriver {
     return lsnDiff(ahead, behind);
   }
 
+  /** WAL bytes between the primary's position and the replica's replay: the same as `diff`. */
+  lagBytes(primary: NodeProbe, replica: NodeProbe): number | null {
+    return lsnDiff(primary.position, replica.replayed);
+  }
+
   promote(node: NodeAddress, peers: string[], _progress: Progress): Promise<string | null> {
     return this.with(node, async (c) => {
       // Apply what was received first (bounded): it was acknowledged by this replica.
