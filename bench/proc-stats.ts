@@ -81,6 +81,42 @@ export function rssBytes(pid: number): number {
   return processTree(pid).reduce((sum, p) => sum + statusBytes(p, 'VmRSS'), 0);
 }
 
+/** Private and shared resident bytes of one process, from the text of /proc/<pid>/smaps_rollup. */
+export function parseSmapsRollup(text: string): { private: number; shared: number } {
+  const kB = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  return {
+    private: kB('Private_Clean') + kB('Private_Dirty') + kB('Private_Hugetlb'),
+    shared: kB('Shared_Clean') + kB('Shared_Dirty') + kB('Shared_Hugetlb'),
+  };
+}
+
+/**
+ * Resident memory of the process tree with the pages its processes share counted once, in bytes:
+ * every process's private pages, plus the largest shared set among them (the program's code and
+ * libraries, which every worker of the same program maps). Summed RSS counts those shared pages
+ * once per process. Undefined without smaps_rollup (Linux before 4.14).
+ */
+export function sharedOnceBytes(pid: number): number | undefined {
+  let priv = 0;
+  let shared = 0;
+  for (const p of processTree(pid)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && statFields(p)) return undefined;
+      continue; // the process has exited
+    }
+    const m = parseSmapsRollup(text);
+    priv += m.private;
+    shared = Math.max(shared, m.shared);
+  }
+  return priv + shared;
+}
+
 /** Peak resident memory (VmHWM), in bytes, summed over the process tree. */
 export function peakRssBytes(pid: number): number {
   return processTree(pid).reduce((sum, p) => sum + statusBytes(p, 'VmHWM'), 0);

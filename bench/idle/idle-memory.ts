@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import type { ChildGroup } from '../children.js';
 import type { RunningContender } from '../contenders/contender.js';
-import { openFilesLimit, rssBytes } from '../proc-stats.js';
+import { openFilesLimit, rssBytes, sharedOnceBytes } from '../proc-stats.js';
 
 const CLIENT = fileURLToPath(new URL('./idle-client.js', import.meta.url));
 const MiB = 1024 * 1024;
@@ -34,6 +34,11 @@ export interface IdleResult {
   rssBeforeMiB: number;
   /** Resident memory of the proxy while holding the connections (highest reading), in MiB. */
   rssHeldMiB: number;
+  /**
+   * Memory while holding them with the pages the proxy's processes share counted once (see
+   * sharedOnceBytes), in MiB: below rssHeldMiB for a proxy of several processes.
+   */
+  sharedOnceHeldMiB?: number;
   /** (rssHeld − rssBefore) / held, in KiB. */
   perConnectionKiB: number;
 }
@@ -80,6 +85,7 @@ export async function measureIdle(
       ),
     ) as { held: number; failed: number; firstError: string };
     const rssHeld = await settledRss(pid);
+    const sharedOnce = sharedOnceBytes(pid);
     const checked = client.waitForLine('open count', (l) => l.startsWith('{"open"'), 10_000);
     client.proc.stdin!.write('check\n');
     const stillOpen = (JSON.parse(await checked) as { open: number }).open;
@@ -94,6 +100,7 @@ export async function measureIdle(
       rssHeldMiB: rssHeld / MiB,
       perConnectionKiB: opened.held > 0 ? (rssHeld - rssBefore) / opened.held / 1024 : NaN,
     };
+    if (sharedOnce !== undefined) result.sharedOnceHeldMiB = sharedOnce / MiB;
     if (opened.firstError) result.firstError = opened.firstError;
     if (attempted < connections) result.limitedBy = running.capacity!.why;
     return result;

@@ -145,7 +145,11 @@ export function checkTargets(
   } else {
     checks.push({
       target: idleTarget,
-      measured: `${tandemIdle.rssHeldMiB.toFixed(1)} MiB RSS holding ${tandemIdle.stillOpen.toLocaleString('en-US')} of ${tandemIdle.connections.toLocaleString('en-US')}`,
+      measured:
+        `${tandemIdle.rssHeldMiB.toFixed(1)} MiB RSS holding ${tandemIdle.stillOpen.toLocaleString('en-US')} of ${tandemIdle.connections.toLocaleString('en-US')}` +
+        (tandemIdle.sharedOnceHeldMiB === undefined
+          ? ''
+          : ` (${tandemIdle.sharedOnceHeldMiB.toFixed(1)} MiB with shared pages counted once)`),
       met: tandemIdle.stillOpen >= 10_000 && tandemIdle.rssHeldMiB < IDLE_TARGET_MIB,
     });
   }

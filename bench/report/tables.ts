@@ -63,10 +63,11 @@ export function idleTable(results: BenchResults): Table {
       'still open',
       'RSS before',
       'RSS holding',
+      'shared once',
       'per connection',
       'note',
     ],
-    numeric: [false, true, true, true, true, true, true, false],
+    numeric: [false, true, true, true, true, true, true, true, false],
     rows: results.idle.map((i) => [
       label(i.contender),
       formatCount(i.attempted),
@@ -74,6 +75,7 @@ export function idleTable(results: BenchResults): Table {
       formatCount(i.stillOpen),
       formatUnit(i.rssBeforeMiB, 1, ' MiB'),
       formatUnit(i.rssHeldMiB, 1, ' MiB'),
+      i.sharedOnceHeldMiB === undefined ? '–' : formatUnit(i.sharedOnceHeldMiB, 1, ' MiB'),
       formatUnit(i.perConnectionKiB, 1, ' KiB'),
       [
         i.limitedBy ? `limited by ${i.limitedBy}` : '',

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parsePgbenchOutput } from '../db/reader-endpoint.js';
 import { parseAutocannonOutput } from '../load/autocannon.js';
 import { parseWrkOutput, WRK_RESULT_MARK } from '../load/wrk.js';
+import { parseSmapsRollup, sharedOnceBytes } from '../proc-stats.js';
 
 test('wrk: the Lua report line becomes a LoadResult in milliseconds, with errors summed', () => {
   const output = [
@@ -60,4 +62,25 @@ test('pgbench: tps, mean latency and failed transactions of its report; none whe
   ].join('\n');
   assert.deepEqual(parsePgbenchOutput(output), { tps: 12261.113208, latencyMs: 1.305, failed: 2 });
   assert.equal(parsePgbenchOutput('pgbench: error: connection to server failed\n'), undefined);
+});
+
+test('smaps_rollup: private and shared resident bytes; a real process has both', () => {
+  const text = [
+    '55d5c0000000-7ffd1d5f9000 ---p 00000000 00:00 0                          [rollup]',
+    'Rss:               52544 kB',
+    'Pss:               19710 kB',
+    'Shared_Clean:      41364 kB',
+    'Shared_Dirty:          0 kB',
+    'Private_Clean:         4 kB',
+    'Private_Dirty:     11176 kB',
+    'Shared_Hugetlb:        0 kB',
+    'Private_Hugetlb:       0 kB',
+  ].join('\n');
+  assert.deepEqual(parseSmapsRollup(text), { private: 11180 * 1024, shared: 41364 * 1024 });
+  const self = parseSmapsRollup(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+  assert.ok(self.private > 0 && self.shared > 0);
+  // This process alone: its private pages plus its shared ones, which is its RSS.
+  const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+  const once = sharedOnceBytes(process.pid)!;
+  assert.ok(Math.abs(once - rss) < rss * 0.1, `${once} vs RSS ${rss}`);
 });

@@ -5,12 +5,14 @@
  * sockets on 127.0.0.1.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { test } from 'node:test';
 import type { ResolvedConfig } from '../../src/config/load.js';
 import { startLoadBalancer } from '../../src/lb/load-balancer.js';
+import { workerExecArgv } from '../../src/lb/workers/worker-pool.js';
 import type { LbStatus } from '../../src/lb/stats/status.js';
 import { isAlive, waitFor } from '../helpers/index.js';
 import { admin, adminPort, getVia } from './admin-fixtures.js';
@@ -179,6 +181,10 @@ test('/status, the admin API and /metrics sum the counters of every worker, and 
   );
   assert.equal(new Set(workers.map((w) => w.pid)).size, WORKERS);
   assert.ok(!workers.some((w) => w.pid === process.pid), 'the workers are processes of their own');
+  for (const w of workers) {
+    const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(argv.includes('--max-semi-space-size=2'), `worker ${w.id} runs with a small young generation`);
+  }
 
   const viaAdmin = await admin(adminPort(lb.config), 'GET', '/backends/web');
   const adminServers = viaAdmin.json['servers'] as Array<{ totalRequests: number }>;
@@ -288,4 +294,14 @@ test('close() stops every worker process; workers: 1 runs everything in this pro
   assert.equal(status.workers, undefined);
   assert.equal(status.pid, process.pid);
   assert.equal(status.backends[0]!.servers[0]!.totalRequests, 1);
+});
+
+test("workers get a small young generation unless the operator chose one, and not the test runner's flags", () => {
+  assert.deepEqual(workerExecArgv(['--enable-source-maps', '--test-reporter=spec'], undefined), [
+    '--enable-source-maps',
+    '--max-semi-space-size=2',
+  ]);
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], undefined), ['--max-semi-space-size=32']);
+  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=8 --trace-warnings'), []);
+  assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), ['--max-semi-space-size=2']);
 });
