@@ -11,7 +11,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,20 +18,10 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { readClusterState } from '../src/db/cluster/cluster-state.js';
 import { readSecret } from '../src/db/secrets.js';
+import { freePort } from '../test/helpers/ports.js';
 import { type Engine, type SqlSession, connect as connectSql, isDuplicateKey } from '../test/helpers/sql.js';
 
 const TANDEM = fileURLToPath(new URL('../../bin/tandem.js', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(
   what: string,

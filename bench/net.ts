@@ -1,23 +1,13 @@
 /** Small network helpers of the harness: free ports, one HTTP GET, waiting for a port to answer. */
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { BenchError } from './bench-error.js';
 import type { Child } from './children.js';
 
 /** The loopback address every process of the benchmark listens on. */
 export const HOST = '127.0.0.1';
 
-/** A port that was free a moment ago on 127.0.0.1 (the OS picked it with listen(0)). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** Free ports below the ephemeral range, each handed out once (shared with the tests). */
+export { freePort } from '../test/helpers/ports.js';
 
 /** A response read whole. */
 export interface HttpReply {

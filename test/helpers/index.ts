@@ -1,28 +1,10 @@
 /** Shared test helpers: free ports, temp dirs, polling with a deadline, skip-or-fail. */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
-/** A port that was free a moment ago on 127.0.0.1 (the OS picked it with listen(0)). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** `n` distinct free ports. */
-export async function freePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
-}
+export { freePort, freePorts } from './ports.js';
 
 /** A new temp directory (mode 0755 so an unprivileged database user can reach it), removed by `cleanup`. */
 export function tempDir(prefix = 'tandem-test-'): { path: string; cleanup: () => void } {

@@ -1,33 +1,15 @@
 /** Runs `tandem up` as a real process for end-to-end tests, and inspects what it started. */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { freePort, isAlive, waitFor } from './index.js';
+import { isAlive, waitFor } from './index.js';
+import { freePort, freePortRange } from './ports.js';
+
+export { freePortRange };
 
 export const ROOT = join(import.meta.dirname, '../../..');
 export const TANDEM = join(ROOT, 'bin/tandem.js');
-
-/** `n` consecutive free ports on 127.0.0.1 (for a server's application processes). */
-export async function freePortRange(n: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const first = await freePort();
-    if (first + n > 65535) continue;
-    let ok = true;
-    for (let p = first + 1; p < first + n && ok; p++) ok = await canListen(p);
-    if (ok) return first;
-  }
-  throw new Error(`no ${n} consecutive free ports found`);
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
 
 export interface StackPorts {
   lb: number;
@@ -147,20 +129,28 @@ export class Stack {
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
-  /** Waits for "Tandem is up" (or throws with the output if it exits first). */
+  /** Waits for "Tandem is up"; throws with the output at once if `tandem up` exits first. */
   async ready(timeout = 120_000): Promise<void> {
-    let gone = false;
-    void this.exited.then(() => {
-      gone = true;
+    let stop = false;
+    const gone = this.exited.then((code) => {
+      if (stop) return;
+      throw new Error(`tandem up exited (code ${code}) before it was up:\n${this.output}`);
     });
-    await waitFor(
-      'tandem up to print "Tandem is up"',
-      () => {
-        if (gone) throw new Error(`tandem up exited:\n${this.output}`);
-        return this.output.includes('Tandem is up');
-      },
-      { timeout, interval: 100 },
-    );
+    try {
+      await Promise.race([
+        gone,
+        waitFor('tandem up to print "Tandem is up"', () => this.output.includes('Tandem is up'), {
+          timeout,
+          interval: 100,
+        }),
+      ]);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('timed out'))
+        err.message += `; its output so far:\n${this.output}`;
+      throw err;
+    } finally {
+      stop = true;
+    }
   }
 
   status(): StackStatus {
