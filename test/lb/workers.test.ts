@@ -183,7 +183,7 @@ test('/status, the admin API and /metrics sum the counters of every worker, and 
   assert.ok(!workers.some((w) => w.pid === process.pid), 'the workers are processes of their own');
   for (const w of workers) {
     const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
-    assert.ok(argv.includes('--max-semi-space-size=2'), `worker ${w.id} runs with a small young generation`);
+    assert.ok(argv.includes('--max-semi-space-size=8'), `worker ${w.id} runs with a small young generation`);
   }
 
   const viaAdmin = await admin(adminPort(lb.config), 'GET', '/backends/web');
@@ -299,9 +299,9 @@ test('close() stops every worker process; workers: 1 runs everything in this pro
 test("workers get a small young generation unless the operator chose one, and not the test runner's flags", () => {
   assert.deepEqual(workerExecArgv(['--enable-source-maps', '--test-reporter=spec'], undefined), [
     '--enable-source-maps',
-    '--max-semi-space-size=2',
+    '--max-semi-space-size=8',
   ]);
   assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], undefined), ['--max-semi-space-size=32']);
-  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=8 --trace-warnings'), []);
-  assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), ['--max-semi-space-size=2']);
+  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4 --trace-warnings'), []);
+  assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), ['--max-semi-space-size=8']);
 });

@@ -49,11 +49,13 @@ const STABLE_AFTER_MS = 10_000;
 
 /**
  * V8's young generation of a worker, in MiB per semi-space (V8's default grows to 16). A worker
- * holding many idle keep-alive connections otherwise keeps a young generation sized for its
- * busiest moment: measured with 10,000 idle connections over two workers, 2 MiB holds them in
- * 72 MiB more memory instead of 117, at no measurable cost in requests per second.
+ * holding many idle keep-alive connections keeps a young generation sized for its busiest moment.
+ * Measured with `npm run bench` on 2 cores, 10,000 idle connections over two workers and 64 KiB
+ * answers at concurrency 64 (Tandem L7): 16 MiB 291 MiB held, 8,600 req/s; 8 MiB 270 MiB,
+ * 8,100 req/s; 4 MiB 256 MiB, 7,200 req/s; 2 MiB 247 MiB but 3,800 req/s (scavenges all the
+ * time). 8 MiB saves a fifth of the idle growth at no cost beyond the run-to-run noise.
  */
-const WORKER_SEMI_SPACE_MIB = 2;
+const WORKER_SEMI_SPACE_MIB = 8;
 
 /**
  * The Node.js flags of a worker: the primary's, without the test runner's and the inspector's,
