@@ -255,6 +255,13 @@ test('MariaDB, async replication: lost transactions are counted; the diverged ol
   if (skipUnless(t, MARIADBD ? undefined : 'mariadbd (apt-get install mariadb-server)')) return;
   const s = await startStack(t, 'async', 3);
   const [first, second, third] = s.nodes as [Node, Node, Node];
+  // Each instance has its own temporary directory: two replicas cloned at once in the shared
+  // /tmp could break each other's initialisation.
+  const tmpdirs = await Promise.all(
+    s.nodes.map(async (n) => String((await s.direct(n, 'SELECT @@tmpdir AS d'))[0]!['d'])),
+  );
+  assert.equal(new Set(tmpdirs).size, 3, tmpdirs.join(', '));
+  for (const [i, d] of tmpdirs.entries()) assert.match(d, new RegExp(`${s.nodes[i]!.name}\\.tmp$`));
   const w = { engine: 'mysql' as const, port: s.writerPort, user: 'app', password: s.app };
   await sql(w, 'CREATE TABLE t (id INT PRIMARY KEY)');
   await sql(w, 'INSERT INTO t VALUES (1)');

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { binlogBytesBehind } from '../../src/db/engines/mariadb-driver.js';
+import { toolErrorLines } from '../../src/db/engines/mariadb.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { Component } from '../helpers/components.js';
 import { freePort, skipUnless, tempDir, waitFor } from '../helpers/index.js';
@@ -46,6 +47,26 @@ function gauge(text: string, name: string, node: string): number | undefined {
   const m = new RegExp(`^${name}\\{node="${node}"\\} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
 }
+
+test('a failed MariaDB tool is reported by its error lines, not the page of advice after them', () => {
+  // What mariadb-install-db printed when two instances shared /tmp (before each got its own).
+  const output = [
+    'Installing MariaDB/MySQL system tables in /d/db-02 ...',
+    "2026-12-03 23:59:34 1 [Warning] Could not remove temporary table: '/tmp/#sql-temptable-1da9-1-3', error: 2",
+    "ERROR: 1051  Unknown table 'mysql.tmp_user_sys'",
+    '2026-12-03 23:59:34 0 [ERROR] Aborting',
+    'Installation of system tables failed!  Examine the logs in',
+    '',
+    ...Array.from({ length: 20 }, (_, i) => `advice line ${i}`),
+  ].join('\n');
+  assert.deepEqual(toolErrorLines(output), [
+    "ERROR: 1051  Unknown table 'mysql.tmp_user_sys'",
+    '2026-12-03 23:59:34 0 [ERROR] Aborting',
+    'Installation of system tables failed!  Examine the logs in',
+  ]);
+  // Nothing says ERROR: the last lines, blank ones left out.
+  assert.deepEqual(toolErrorLines('a\n\nb\nc\n', 2), ['b', 'c']);
+});
 
 test('MariaDB: lag in bytes of binary log in /metrics, tandem db status and the manager report', async (t) => {
   if (skipUnless(t, MARIADBD ? undefined : 'mariadbd (apt-get install mariadb-server)')) return;
