@@ -8,18 +8,12 @@ import { join } from 'node:path';
 import { PACKAGE_ROOT, validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import type { BackendAddress } from '../backend/backends.js';
-import { HOST, freePort } from '../net.js';
+import { freePort, freePorts } from '../../test/helpers/ports.js';
+import { HOST } from '../net.js';
 import type { Contender } from './contender.js';
 import { waitUntilServing } from './ready.js';
 
 const BIN = join(PACKAGE_ROOT, 'bin', 'tandem.js');
-
-/** Ports that only have to be unique in the config (app ports, never listened on here). */
-async function ports(n: number): Promise<number[]> {
-  const out = new Set<number>();
-  while (out.size < n) out.add(await freePort());
-  return [...out];
-}
 
 /**
  * The tandem.yaml of the benchmark (JSON is YAML): servers web-01 and web-02 are the benchmark
@@ -32,7 +26,7 @@ export async function tandemConfig(
   dataDir: string,
   workers: 'auto' | number = 'auto',
 ): Promise<Record<string, unknown>> {
-  const [statsPort, ...appPorts] = await ports(1 + backends.length);
+  const [statsPort, ...appPorts] = await freePorts(1 + backends.length);
   const frontend: Record<string, unknown> = { name: 'web', host: HOST, port: frontendPort, backend: 'web' };
   if (mode === 'tcp') frontend['mode'] = 'tcp';
   return {
