@@ -7,7 +7,7 @@ import type { Child } from './children.js';
 export const HOST = '127.0.0.1';
 
 /** Free ports below the ephemeral range, each handed out once (shared with the tests). */
-export { freePort } from '../test/helpers/ports.js';
+export { freePort, freePorts } from '../test/helpers/ports.js';
 
 /** A response read whole. */
 export interface HttpReply {

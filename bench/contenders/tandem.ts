@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { PACKAGE_ROOT, validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import type { BackendAddress } from '../backend/backends.js';
-import { freePort, freePorts } from '../../test/helpers/ports.js';
-import { HOST } from '../net.js';
+import { HOST, freePort, freePorts } from '../net.js';
 import type { Contender } from './contender.js';
 import { waitUntilServing } from './ready.js';
 

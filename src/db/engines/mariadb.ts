@@ -13,7 +13,16 @@
  *   when it has transactions the new primary never got, it is re-cloned (its old directory kept).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import mysql from 'mysql2/promise';
@@ -445,9 +454,17 @@ export class MariaDbEngine implements DatabaseEngine {
    */
   private tmpDir(): string {
     const dir = `${this.opts.dataDir}.tmp`;
-    if (!existsSync(dir)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      this.chown(dir);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      try {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        this.chown(dir);
+      } catch (err) {
+        throw new DatabaseError(
+          `${this.opts.name}: cannot create its temporary directory ${dir}: ${(err as Error).message}. ` +
+            'Check that the data directory is writable and its disk has room.',
+          { cause: err },
+        );
+      }
     }
     return dir;
   }
