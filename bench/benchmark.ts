@@ -1,6 +1,7 @@
 /**
- * One benchmark run: starts the two backends, then measures each contender in turn (same load
- * generator, same settings), runs the idle-connections test, and returns every figure.
+ * One benchmark run: starts the two backends and every contender, measures them point by point
+ * with their runs interleaved (same load generator, same settings, one contender under load at a
+ * time), runs the idle-connections test, and returns every figure.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -85,15 +86,12 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
   if (backends.length > 0)
     log(`backends: ${backends.map((b) => `${b.name} on ${HOST}:${b.port}`).join(', ')}`);
   const results: PointResult[] = [];
-  for (const c of runnable) {
+  await measureInterleaved(ctx, runnable, backends, cases, load, results, (c, failure) => {
     const entry = contenders.find((e) => e.id === c.id)!;
-    const failure = await measureContender(ctx, c, backends, cases, load, results);
-    if (failure) {
-      entry.failed = failure;
-      notes.push(`${c.label}: failed: ${failure.split('\n')[0]}`);
-      log(`${c.label}: failed: ${failure}`);
-    }
-  }
+    entry.failed = failure;
+    notes.push(`${c.label}: failed: ${failure.split('\n')[0]}`);
+    log(`${c.label}: failed: ${failure}`);
+  });
 
   const idle: BenchResults['idle'] = [];
   const idleSkipped: BenchResults['idleSkipped'] = [];
@@ -172,42 +170,72 @@ function env(ctx: BenchContext, name: string, backends: readonly BackendAddress[
   };
 }
 
+/** A contender started for the measured runs. */
+interface Live {
+  c: Contender;
+  running: RunningContender;
+  /** Why it stopped being measured (it died); set once. */
+  failed?: string;
+}
+
 /**
- * Starts `c`, checks each case's answer through it, measures every point into `out`, stops it.
- * Returns why it failed, if it did (a point whose load run failed is recorded with `failed`).
+ * Starts every contender, checks each case's answer through each, then measures point by point
+ * (answer × concurrency) with the contenders' runs interleaved: round 1 runs each contender once,
+ * round 2 again (starting one further down the list), and so on. A slow spell of the machine (a
+ * noisy neighbour, a busy disk) then lands on every contender of the point rather than on the one
+ * measured at that moment, so the ratios to HAProxy compare like with like. Contenders wait idle
+ * while another is measured. Calls `onFailed` for a contender that does not start, answers
+ * wrongly or dies; its points measured before that are kept.
  */
-async function measureContender(
+async function measureInterleaved(
   ctx: BenchContext,
-  c: Contender,
+  runnable: readonly Contender[],
   backends: readonly BackendAddress[],
   cases: readonly BenchCase[],
   load: LoadGenerator,
   out: PointResult[],
-): Promise<string | undefined> {
-  const o = ctx.options;
-  let running: RunningContender;
+  onFailed: (c: Contender, failure: string) => void,
+): Promise<void> {
+  const live: Live[] = [];
   try {
-    running = await c.start(env(ctx, c.id, backends));
-  } catch (err) {
-    return `did not start: ${(err as Error).message}`;
-  }
-  ctx.log(`${c.label}: serving on ${HOST}:${running.port}${running.pid ? ` (pid ${running.pid})` : ''}`);
-  try {
-    for (const bc of cases) {
-      const wrong = await checkAnswer(running.port, bc);
-      if (wrong) return `${bc.path} through it: ${wrong}`;
-      for (const connections of o.connections) {
-        if (running.pid !== undefined && processTree(running.pid).length === 0) {
-          return 'its process exited during the benchmark';
-        }
-        const point = await measurePoint(ctx, c, running, bc, connections, load);
-        out.push(point);
-        ctx.log(describePoint(c, point));
+    for (const c of runnable) {
+      let running: RunningContender;
+      try {
+        running = await c.start(env(ctx, c.id, backends));
+      } catch (err) {
+        onFailed(c, `did not start: ${(err as Error).message}`);
+        continue;
+      }
+      live.push({ c, running });
+      ctx.log(`${c.label}: serving on ${HOST}:${running.port}${running.pid ? ` (pid ${running.pid})` : ''}`);
+      for (const bc of cases) {
+        const wrong = await checkAnswer(running.port, bc);
+        if (wrong === undefined) continue;
+        live.pop();
+        onFailed(c, `${bc.path} through it: ${wrong}`);
+        await running.stop();
+        break;
       }
     }
-    return undefined;
+    for (const bc of cases) {
+      for (const connections of ctx.options.connections) {
+        const measured = live.filter((l) => l.failed === undefined);
+        if (measured.length === 0) return;
+        const points = await measurePoint(ctx, measured, bc, connections, load);
+        for (const [i, point] of points.entries()) {
+          const l = measured[i]!;
+          if (l.failed !== undefined && point.runs.length === 0 && point.failed === undefined) {
+            onFailed(l.c, l.failed);
+            continue;
+          }
+          out.push(point);
+          ctx.log(describePoint(l.c, point));
+          if (l.failed !== undefined) onFailed(l.c, l.failed);
+        }
+      }
+    }
   } finally {
-    await running.stop();
+    await Promise.all(live.map((l) => l.running.stop()));
   }
 }
 
@@ -223,50 +251,87 @@ async function checkAnswer(port: number, bc: BenchCase): Promise<string | undefi
   return undefined;
 }
 
+/** The order of the contenders in round `round`: the list rotated by `round` places. */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  const k = items.length === 0 ? 0 : round % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/**
+ * One point (answer × concurrency) of every contender in `live`, runs interleaved (see
+ * measureInterleaved): before a contender's first run, its warm-up and the reset of its peak
+ * memory. Returns one PointResult per contender, in `live`'s order. A contender whose process is
+ * gone gets `failed` set on its Live and no further runs.
+ */
 async function measurePoint(
   ctx: BenchContext,
-  c: Contender,
-  running: RunningContender,
+  live: readonly Live[],
   bc: BenchCase,
   connections: number,
   load: LoadGenerator,
-): Promise<PointResult> {
+): Promise<PointResult[]> {
   const o = ctx.options;
-  const settings = {
-    url: `http://${HOST}:${running.port}${bc.path}`,
-    connections,
-    threads: o.threads,
-    timeoutSec: REQUEST_TIMEOUT_SEC,
-  };
-  const pid = running.pid;
-  try {
-    if (o.warmupSec > 0) await load.run({ ...settings, durationSec: o.warmupSec }, ctx.children);
-    const peakResettable = pid !== undefined && resetPeakRss(pid);
-    const runs: RunResult[] = [];
-    for (let i = 0; i < o.runs; i++) {
-      const before = pid === undefined ? 0 : cpuSeconds(pid);
-      const result: RunResult = await load.run({ ...settings, durationSec: o.durationSec }, ctx.children);
-      if (pid !== undefined) result.cpuSeconds = cpuSeconds(pid) - before;
-      runs.push(result);
+  const runs = live.map((): RunResult[] => []);
+  const errors = live.map((): string | undefined => undefined);
+  const peakResettable = live.map(() => false);
+  ctx.log(
+    `${bc.id}, ${connections} connections: ${live.length} contender(s) × ${o.runs} run(s), interleaved`,
+  );
+  for (let round = 0; round < o.runs; round++) {
+    for (const i of roundOrder(
+      live.map((_, i) => i),
+      round,
+    )) {
+      const l = live[i]!;
+      if (l.failed !== undefined || errors[i] !== undefined) continue;
+      const pid = l.running.pid;
+      if (pid !== undefined && processTree(pid).length === 0) {
+        l.failed = 'its process exited during the benchmark';
+        continue;
+      }
+      const settings = {
+        url: `http://${HOST}:${l.running.port}${bc.path}`,
+        connections,
+        threads: o.threads,
+        timeoutSec: REQUEST_TIMEOUT_SEC,
+      };
+      try {
+        if (round === 0) {
+          if (o.warmupSec > 0) await load.run({ ...settings, durationSec: o.warmupSec }, ctx.children);
+          peakResettable[i] = pid !== undefined && resetPeakRss(pid);
+        }
+        const before = pid === undefined ? 0 : cpuSeconds(pid);
+        const result: RunResult = await load.run({ ...settings, durationSec: o.durationSec }, ctx.children);
+        if (pid !== undefined) result.cpuSeconds = cpuSeconds(pid) - before;
+        runs[i]!.push(result);
+      } catch (err) {
+        errors[i] = (err as Error).message;
+      }
     }
-    const point = summarizeRuns(c.id, bc.id, connections, runs);
+  }
+  return live.map((l, i) => {
+    const error = errors[i];
+    if (error !== undefined || runs[i]!.length === 0) {
+      return {
+        contender: l.c.id,
+        case: bc.id,
+        connections,
+        runs: [],
+        rps: NaN,
+        latencyMs: { p50: NaN, p99: NaN, p999: NaN },
+        errors: NaN,
+        ...(error !== undefined ? { failed: error } : {}),
+      };
+    }
+    const point = summarizeRuns(l.c.id, bc.id, connections, runs[i]!);
+    const pid = l.running.pid;
     if (pid !== undefined) {
       point.peakRssMiB = peakRssBytes(pid) / MiB;
-      if (!peakResettable) ctx.log(`${c.label}: note: peak RSS could not be reset; it counts from the start`);
+      if (!peakResettable[i])
+        ctx.log(`${l.c.label}: note: peak RSS could not be reset; it counts from the start`);
     }
     return point;
-  } catch (err) {
-    return {
-      contender: c.id,
-      case: bc.id,
-      connections,
-      runs: [],
-      rps: NaN,
-      latencyMs: { p50: NaN, p99: NaN, p999: NaN },
-      errors: NaN,
-      failed: (err as Error).message,
-    };
-  }
+  });
 }
 
 function describePoint(c: Contender, p: PointResult): string {

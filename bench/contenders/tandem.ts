@@ -25,7 +25,7 @@ export async function tandemConfig(
   dataDir: string,
   workers: 'auto' | number = 'auto',
 ): Promise<Record<string, unknown>> {
-  const [statsPort, ...appPorts] = await freePorts(1 + backends.length);
+  const [statsPort, adminPort, ...appPorts] = await freePorts(2 + backends.length);
   const frontend: Record<string, unknown> = { name: 'web', host: HOST, port: frontendPort, backend: 'web' };
   if (mode === 'tcp') frontend['mode'] = 'tcp';
   return {
@@ -42,6 +42,8 @@ export async function tandemConfig(
         host: HOST,
         frontends: [frontend],
         stats: { host: HOST, port: statsPort! },
+        // Its own port: the L7 and L4 contenders run side by side.
+        admin: { host: HOST, port: adminPort! },
         workers,
         // The idle test holds client connections for a while: do not close them under it.
         keepAliveTimeout: '300s',
