@@ -224,12 +224,11 @@ async function measureInterleaved(
         const points = await measurePoint(ctx, measured, bc, connections, load);
         for (const [i, point] of points.entries()) {
           const l = measured[i]!;
-          if (l.failed !== undefined && point.runs.length === 0 && point.failed === undefined) {
-            onFailed(l.c, l.failed);
-            continue;
+          // A contender that died before its first run of the point has nothing to record.
+          if (point.runs.length > 0 || point.failed !== undefined) {
+            out.push(point);
+            ctx.log(describePoint(l.c, point));
           }
-          out.push(point);
-          ctx.log(describePoint(l.c, point));
           if (l.failed !== undefined) onFailed(l.c, l.failed);
         }
       }
