@@ -25,3 +25,20 @@ export function parse<O extends NonNullable<ParseArgsConfig['options']>>(
     throw new UsageError(`${command}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`);
   }
 }
+
+/**
+ * Reads a `--timeout`-like option given in seconds: `fallback` when absent, a UsageError naming the
+ * option when it is not a positive number.
+ */
+export function seconds(
+  command: string,
+  option: string,
+  value: string | undefined,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${command}: --${option} must be a positive number of seconds, got "${value}"`);
+  return n;
+}

@@ -6,6 +6,16 @@ import { createLogger } from '../log.js';
 import { onShutdown, report } from '../orchestrator/component-process.js';
 import { parse } from './args.js';
 
+export const USAGE = `usage: tandem cluster [-c FILE] [-d DIR]
+
+Runs the database cluster manager: watches every node, promotes a replica when the primary is
+down (failover), has the old primary rejoin as a replica, and runs switchovers. \`tandem up\` starts
+it for you.
+
+options:
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
+
 export async function run(argv: string[]): Promise<number | undefined> {
   const { values } = parse('cluster', argv, {});
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });

@@ -3,6 +3,16 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../config/load.js';
 import { parse } from './args.js';
 
+export const USAGE = `usage: tandem config [--json | --check] [-c FILE] [-d DIR]
+
+Prints the effective config (the file with every default filled in) as YAML, or validates it.
+
+options:
+  --json                print it as JSON
+  --check               only validate it; exit 0 when it is valid
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('config', argv, { json: { type: 'boolean' }, check: { type: 'boolean' } });
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });

@@ -2,10 +2,11 @@
 import { loadConfig } from '../config/load.js';
 import { managerAlive, readClusterState, requestSwitchover } from '../db/cluster/cluster-state.js';
 import { NotRunningError, StartupError, UsageError } from '../errors.js';
-import { parse } from './args.js';
+import { parse, seconds } from './args.js';
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('db switchover', argv, { to: { type: 'string' }, timeout: { type: 'string' } });
+  const timeoutS = seconds('db switchover', 'timeout', values.timeout, 120);
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   const db = config.database;
   if (!db) throw new UsageError('db switchover: the config has no database section');
@@ -27,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
     `asking for a switchover from ${before.primary}${values.to ? ` to ${values.to}` : ''} (term ${before.term})…\n`,
   );
   requestSwitchover(dataDir, values.to ?? null);
-  const deadline = Date.now() + Number(values.timeout ?? 120) * 1000;
+  const deadline = Date.now() + timeoutS * 1000;
   while (Date.now() < deadline) {
     const s = readClusterState(dataDir);
     if (s && s.term > before.term) {

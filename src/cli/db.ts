@@ -10,6 +10,19 @@ import { createLogger } from '../log.js';
 import { onShutdown, report } from '../orchestrator/component-process.js';
 import { parse } from './args.js';
 
+export const USAGE = `usage: tandem db --node NAME [-c FILE] [-d DIR]
+       tandem db status [--json] [-c FILE] [-d DIR]
+       tandem db switchover [--to NODE] [--timeout SECONDS] [-c FILE] [-d DIR]
+
+Runs one database node (its agent and its engine); \`db status\` shows roles, lag, term and the
+cluster's last events; \`db switchover\` moves the primary role to a replica (or NODE) with no loss
+of acknowledged writes.
+
+options:
+  -n, --node NAME       database node to run (a name in database.nodes)
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
+
 export async function run(argv: string[]): Promise<number | undefined> {
   if (argv[0] === 'status') return (await import('./db-status.js')).run(argv.slice(1));
   if (argv[0] === 'switchover') return (await import('./db-switchover.js')).run(argv.slice(1));

@@ -13,19 +13,20 @@ import { createLogger } from '../log.js';
 import { onShutdown, report } from '../orchestrator/component-process.js';
 import { parse } from './args.js';
 
-const USAGE = `usage: tandem lb --name NAME [-c FILE] [-d DIR]
+export const USAGE = `usage: tandem lb --name NAME [-c FILE] [-d DIR]
 
 Runs the load balancer NAME of the config: its frontends, health checks, stats endpoint and
 admin API, with one worker process per core (loadBalancers[].workers) serving the connections. SIGHUP (or \`tandem reload\`) reads the config again and applies it without dropping
-connections; an invalid config is logged and the running one kept.`;
+connections; an invalid config is logged and the running one kept.
+
+options:
+  -n, --name NAME       load balancer to run (a name in loadBalancers, like lb-01)
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
 
 /** Entry point of `tandem lb`. Resolves once the load balancer serves; it then runs until a signal. */
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('lb', argv, { name: { type: 'string', short: 'n' } });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   const name = values.name;
   if (!name) {

@@ -4,7 +4,7 @@
  */
 import { TandemError, UsageError } from '../errors.js';
 
-type CommandModule = { run(argv: string[]): Promise<number | undefined> };
+type CommandModule = { USAGE: string; run(argv: string[]): Promise<number | undefined> };
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   up: {
@@ -53,6 +53,8 @@ function usage(): string {
     'common options:',
     '  -c, --config FILE    config file (default: ./tandem.yaml, else the built-in topology)',
     '  -d, --data-dir DIR   state directory (default: dataDir of the config, .tandem)',
+    '',
+    '`tandem <command> --help` explains one command and its options.',
   ].join('\n');
 }
 
@@ -73,6 +75,13 @@ async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}"\n\n${usage()}`);
   const mod = await command.load();
+  // `tandem up --help` shows how to use `up`; it must not bring the stack up.
+  const optionsEnd = rest.indexOf('--');
+  const options = optionsEnd === -1 ? rest : rest.slice(0, optionsEnd);
+  if (options.includes('--help') || options.includes('-h')) {
+    process.stdout.write(`${mod.USAGE}\n`);
+    return 0;
+  }
   return (await mod.run(rest)) ?? 0;
 }
 

@@ -15,12 +15,17 @@ import { findLoadBalancer } from '../lb/load-balancer.js';
 import { isLocalHost } from '../orchestrator/topology.js';
 import { parse } from './args.js';
 
-const USAGE = `usage: tandem reload [-c FILE] [-d DIR] [--name LB]
+export const USAGE = `usage: tandem reload [-c FILE] [-d DIR] [--name LB]
 
 Checks the config, then has each load balancer of it that runs on this machine (or only LB) read
 it again and apply it, through its admin API: changed weights, servers, health checks, timeouts,
 frontends. Requests in flight and open connections are not dropped. An invalid config changes
-nothing. (Sending SIGHUP to \`tandem lb\`, or to \`tandem up\`, does the same.)`;
+nothing. (Sending SIGHUP to \`tandem lb\`, or to \`tandem up\`, does the same.)
+
+options:
+  -n, --name NAME       only this load balancer (default: every one placed on this machine)
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
 
 /** How long one load balancer may take to answer. */
 const TIMEOUT_MS = 30_000;
@@ -28,10 +33,6 @@ const TIMEOUT_MS = 30_000;
 /** Entry point of `tandem reload`: 0 when every load balancer applied the config. */
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('reload', argv, { name: { type: 'string', short: 'n' } });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   // An invalid config stops here (ConfigError, exit 2): nothing is asked of any load balancer.
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   const targets = values.name

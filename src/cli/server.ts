@@ -9,7 +9,7 @@ import { onShutdown, report } from '../orchestrator/component-process.js';
 import { findServer, type ServerHandle, type ServerStatus, startServer } from '../server/server.js';
 import { parse } from './args.js';
 
-const USAGE = `usage: tandem server --name NAME [-c FILE] [-d DIR]
+export const USAGE = `usage: tandem server --name NAME [-c FILE] [-d DIR]
 
 Runs the server NAME of the config: its web server (static files of the codebase, everything else
 forwarded) and its application server (the codebase's processes, restarted when they crash).
@@ -25,10 +25,6 @@ const APPS_READY_TIMEOUT = 30_000;
 /** Runs `tandem server`; returns once the server is ready (it then runs until a signal stops it). */
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('server', argv, { name: { type: 'string', short: 'n' } });
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
   if (!values.name) {
     const known = config.servers.map((s) => s.name).join(', ');

@@ -12,6 +12,16 @@ interface LbServerStatus {
   totalRequests?: number;
 }
 
+export const USAGE = `usage: tandem status [--json] [-c FILE] [-d DIR]
+
+Shows each component of the stack that \`tandem up\` runs for this data dir: state, pid, address,
+role, and each load balancer's view of its servers.
+
+options:
+  --json                print the status as JSON
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parse('status', argv, { json: { type: 'boolean' } });
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });

@@ -7,6 +7,17 @@ import { Orchestrator } from '../orchestrator/orchestrator.js';
 import { parse } from './args.js';
 import { formatTable } from './table.js';
 
+export const USAGE = `usage: tandem up [-c FILE] [-d DIR]
+
+Starts every component the config places on this machine (database nodes, cluster manager,
+servers, load balancers), shows progress, prints the URLs and each component's state, then
+supervises them until Ctrl-C or SIGTERM, which stops everything cleanly. SIGHUP reloads the load
+balancers' config.
+
+options:
+  -c, --config FILE     config file (default: ./tandem.yaml, else the built-in topology)
+  -d, --data-dir DIR    state directory (default: dataDir of the config, .tandem)`;
+
 export async function run(argv: string[]): Promise<number | undefined> {
   const { values } = parse('up', argv, {});
   const config = loadConfig({ file: values.config, dataDir: values['data-dir'] });
@@ -40,10 +51,11 @@ export async function run(argv: string[]): Promise<number | undefined> {
     await stopping;
     return 0;
   }
-  out(`\nTandem is up in ${((Date.now() - t0) / 1000).toFixed(1)} s.\n`);
-  for (const u of orchestrator.urls()) out(`  ${u.url.padEnd(34)} ${u.label}`);
-  out('');
-  out(
+  // The summary goes out in one write, so a reader of the pipe never sees half of it.
+  const summary = [
+    `\nTandem is up in ${((Date.now() - t0) / 1000).toFixed(1)} s.\n`,
+    ...orchestrator.urls().map((u) => `  ${u.url.padEnd(34)} ${u.label}`),
+    '',
     formatTable(
       ['COMPONENT', 'STATE', 'PID', 'ADDRESS', 'ROLE'],
       orchestrator.components.map((c) => {
@@ -51,8 +63,9 @@ export async function run(argv: string[]): Promise<number | undefined> {
         return [i.id, i.state, String(i.pid ?? '-'), i.address, i.role ?? '-'];
       }),
     ),
-  );
-  out(`\nLogs: ${config.paths.dataDir}/logs/   Status: tandem status   Stop: Ctrl-C or tandem stop`);
+    `\nLogs: ${config.paths.dataDir}/logs/   Status: tandem status   Stop: Ctrl-C or tandem stop`,
+  ];
+  out(summary.join('\n'));
 
   await new Promise<void>((resolve) => {
     const wait = setInterval(() => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadConfig, validateConfig } from '../../src/config/load.js';
@@ -220,5 +220,41 @@ describe('tandem CLI on a bad config', () => {
     const b = spawnSync(process.execPath, [TANDEM, 'status', '--colour'], { encoding: 'utf8' });
     assert.equal(b.status, 2);
     assert.match(b.stderr, /status: Unknown option '--colour'/);
+  });
+
+  test('every command explains itself on --help and -h, and starts nothing', () => {
+    const dir = tempDir();
+    try {
+      for (const command of ['up', 'status', 'cluster', 'stop', 'config', 'lb', 'reload', 'server', 'db']) {
+        for (const flag of ['--help', '-h']) {
+          // A data dir that must stay untouched: `up --help` must not bring anything up there.
+          const r = spawnSync(process.execPath, [TANDEM, command, flag, '-d', join(dir.path, 'data')], {
+            encoding: 'utf8',
+            timeout: 10_000,
+          });
+          assert.equal(r.status, 0, `${command} ${flag}: ${r.stderr}`);
+          assert.match(r.stdout, new RegExp(`^usage: tandem ${command}\\b`), `${command} ${flag}`);
+          assert.match(r.stdout, /-c, --config FILE/);
+        }
+      }
+      assert.equal(existsSync(join(dir.path, 'data')), false, 'no data dir was created');
+      const sub = spawnSync(process.execPath, [TANDEM, 'db', 'switchover', '--help'], { encoding: 'utf8' });
+      assert.equal(sub.status, 0);
+      assert.match(sub.stdout, /tandem db switchover \[--to NODE\]/);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  test('a --timeout that is not a positive number of seconds is a usage error naming it', () => {
+    for (const args of [
+      ['stop', '--timeout', 'abc'],
+      ['stop', '--timeout', '0'],
+      ['db', 'switchover', '--timeout=-5'],
+    ]) {
+      const r = spawnSync(process.execPath, [TANDEM, ...args], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /--timeout must be a positive number of seconds, got "/);
+    }
   });
 });

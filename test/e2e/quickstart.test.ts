@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { DEFAULT_CONFIG } from '../../src/config/defaults.js';
 import { skipUnless, tempDir, waitFor } from '../helpers/index.js';
-import { TANDEM, processesMentioning } from '../helpers/stack.js';
+import { TANDEM, UP_SUMMARY, processesMentioning } from '../helpers/stack.js';
 
 function portFree(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -53,7 +53,8 @@ test('quick start: tandem up with the built-in topology serves the demo page at 
   });
 
   const started = Date.now();
-  await waitFor('"Tandem is up"', () => output.includes('Tandem is up') || child.exitCode !== null, {
+  // The summary ends with the "Logs:" line; wait for all of it, not just its first line.
+  await waitFor('the "Tandem is up" summary', () => UP_SUMMARY.test(output) || child.exitCode !== null, {
     timeout: 60_000,
   });
   assert.ok(output.includes('Tandem is up'), output);

@@ -9,6 +9,9 @@ import { freePort, freePortRange } from './ports.js';
 export { freePortRange };
 
 export const ROOT = join(import.meta.dirname, '../../..');
+/** The whole summary `tandem up` prints once the stack is up, from its first line to its last. */
+export const UP_SUMMARY = /Tandem is up[^]*\nLogs: /;
+
 export const TANDEM = join(ROOT, 'bin/tandem.js');
 
 export interface StackPorts {
@@ -129,7 +132,10 @@ export class Stack {
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
   }
 
-  /** Waits for "Tandem is up"; throws with the output at once if `tandem up` exits first. */
+  /**
+   * Waits for the whole "Tandem is up" summary (it ends with the "Logs:" line); throws with the
+   * output at once if `tandem up` exits first.
+   */
   async ready(timeout = 120_000): Promise<void> {
     let stop = false;
     const gone = this.exited.then((code) => {
@@ -139,7 +145,7 @@ export class Stack {
     try {
       await Promise.race([
         gone,
-        waitFor('tandem up to print "Tandem is up"', () => this.output.includes('Tandem is up'), {
+        waitFor('tandem up to print "Tandem is up"', () => UP_SUMMARY.test(this.output), {
           timeout,
           interval: 100,
         }),

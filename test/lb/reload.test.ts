@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { ConfigError, PortInUseError } from '../../src/errors.js';
 import { startLoadBalancer } from '../../src/lb/load-balancer.js';
 import { freePort, freePorts, tempDir, waitFor } from '../helpers/index.js';
+import { UP_SUMMARY } from '../helpers/stack.js';
 import { TINY_APP } from '../server/fixtures.js';
 import { count, getVia, resolve } from './admin-fixtures.js';
 import { fetch, memoryLogger, rawConfig, startBackend, TANDEM_BIN, TEST_ADMIN_TOKEN } from './fixtures.js';
@@ -433,7 +434,7 @@ test('SIGHUP to `tandem up` is forwarded to its load balancers, which reload', a
   writeFileSync(file, JSON.stringify(raw));
   const data = join(dir.path, 'data');
   const up = tandem(t, ['up', '-c', file, '-d', data]);
-  await waitFor('the stack', () => up.stdout().includes('Tandem is up'), { timeout: 60_000 });
+  await waitFor('the stack', () => UP_SUMMARY.test(up.stdout()), { timeout: 60_000 });
   const servedBy = async () =>
     (JSON.parse((await fetch(front, '/')).text) as { env: { TANDEM_SERVER_NAME: string } }).env
       .TANDEM_SERVER_NAME;
