@@ -97,6 +97,8 @@ export interface TcpLbOptions {
   serverTimeout?: number;
   retries?: number;
   drainTimeout?: number;
+  /** The load balancer's worker processes (default: the config's default). */
+  workers?: number;
   /** Extra keys for the backend (balance, …). */
   backend?: Record<string, unknown>;
 }
@@ -128,6 +130,7 @@ export async function tcpConfig(opts: TcpLbOptions): Promise<ResolvedConfig> {
         connectTimeout: opts.connectTimeout ?? 1000,
         serverTimeout: opts.serverTimeout ?? 5000,
         ...(opts.tunnelTimeout === undefined ? {} : { tunnelTimeout: opts.tunnelTimeout }),
+        ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       },
     ],
     backends: [

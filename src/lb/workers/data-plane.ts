@@ -16,11 +16,40 @@ import { type ServerPicker, TcpProxy } from '../proxy/tcp-proxy.js';
 import { type Retired, retire, retiredServers } from '../reload/carry-over.js';
 import { backendKey } from '../reload/reload.js';
 import { LatencyHistogram } from '../stats/latency-histogram.js';
+import { ConnectionSpread, REPORT_DELAY_MS } from './connection-spread.js';
 import type { FrontendEntry, FromWorker, WorkerCounters } from './messages.js';
 import { RemotePassiveHealth } from './remote-passive.js';
 import { applyBackendState, type BackendState, backendCounters } from './server-state.js';
 
 type Proxy = HttpProxy | TcpProxy;
+
+/** A listening socket's handle as Node's net.Server drives it: it calls onconnection per connection. */
+interface ListenWrap {
+  onconnection(this: ListenWrap, status: number, client: object | undefined): void;
+}
+
+/** What a connection's close tells the spread of its frontend (one per proxy, shared). */
+interface SpreadTiming {
+  id: number;
+  spread: ConnectionSpread;
+  changed: () => void;
+}
+const kTiming = Symbol('tandem.spreadTiming');
+const kSince = Symbol('tandem.acceptedAt');
+type TimedSocket = Socket & { [kTiming]?: SpreadTiming; [kSince]?: number };
+
+/** A timed connection closed: its lifetime goes into its frontend's average (no closure per connection). */
+function onTimedClose(this: TimedSocket): void {
+  const timing = this[kTiming]!;
+  const now = performance.now();
+  timing.spread.closed(timing.id, now - this[kSince]!, now);
+  timing.changed();
+}
+
+/** Client connections open in `p` now. */
+function connectionsOf(p: Proxy): number {
+  return p instanceof TcpProxy ? p.connections : openConnections(p.server);
+}
 
 /** The proxies and backends of one worker. */
 export class WorkerPlane {
@@ -37,6 +66,14 @@ export class WorkerPlane {
     (answer: { server?: string | undefined; sid?: number | undefined }) => void
   >();
   private nextQuestion = 1;
+  /** The other workers' connections per frontend, to keep them even (connection-spread.ts). */
+  private readonly spread: ConnectionSpread;
+  /** Frontends this worker accepts on, and its connections of each as last reported. */
+  private readonly reported = new Map<number, number>();
+  /** Proxies whose connections' lifetimes go into the spread's averages. */
+  private readonly timed = new WeakSet<Proxy>();
+  /** A report is due soon (REPORT_DELAY_MS). */
+  private reportSoon = false;
 
   constructor(
     readonly name: string,
@@ -44,7 +81,15 @@ export class WorkerPlane {
     frontends: readonly FrontendEntry[],
     private readonly log: Logger,
     private readonly send: (msg: FromWorker) => void,
+    /** This worker's slot (0-based). */
+    slot: number,
+    /**
+     * Hands a connection this worker accepted over to the worker of slot `to`, through the
+     * primary, with this worker's count `n` of the frontend's connections.
+     */
+    private readonly handOff: (f: number, to: number, n: number, client: object) => void,
   ) {
+    this.spread = new ConnectionSpread(slot);
     this.config = config;
     this.lb = lbOf(config, name);
     for (const e of frontends) {
@@ -54,11 +99,19 @@ export class WorkerPlane {
     for (const e of frontends) this.proxies.set(e.id, this.newProxy(e));
   }
 
-  /** Serves a connection of frontend `id` the primary accepted itself (closed when that frontend is gone). */
-  accept(id: number, socket: Socket): void {
+  /**
+   * Serves a connection of frontend `id` the primary accepted itself, or that the worker `from`
+   * handed over (closed when that frontend is gone).
+   */
+  accept(id: number, socket: Socket, from?: { slot: number; n: number }): void {
     const proxy = this.proxies.get(id);
-    if (proxy === undefined) socket.destroy();
-    else proxy.accept(socket);
+    if (proxy === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (from !== undefined) this.spread.heard(id, from.slot, from.n);
+    proxy.accept(socket);
+    this.changed();
   }
 
   /**
@@ -69,7 +122,73 @@ export class WorkerPlane {
     const proxy = this.proxies.get(id);
     if (proxy === undefined) throw new Error(`no frontend ${id} here`);
     await proxy.listenOn(handle);
-    return (proxy.server as { _handle?: object })._handle;
+    const own = (proxy.server as { _handle?: ListenWrap })._handle;
+    if (own !== undefined) this.spreadConnections(id, proxy, own);
+    return own;
+  }
+
+  /**
+   * Each connection accepted on `wrap` (frontend `id`'s listening socket) is served here, or
+   * handed to a less loaded worker when this one holds more than its share (connection-spread.ts);
+   * the connections of the frontend here are reported to the primary from now on.
+   */
+  private spreadConnections(id: number, proxy: Proxy, wrap: ListenWrap): void {
+    const accept = wrap.onconnection;
+    const spread = this.spread;
+    const handOff = this.handOff;
+    const changed = () => this.changed();
+    wrap.onconnection = function (this: ListenWrap, status, client) {
+      if (status === 0 && client !== undefined && !proxy.closing) {
+        changed();
+        const mine = connectionsOf(proxy);
+        const to = spread.target(id, mine, performance.now());
+        if (to !== undefined) {
+          handOff(id, to, mine, client);
+          return;
+        }
+      }
+      accept.call(this, status, client);
+    };
+    if (!this.timed.has(proxy)) {
+      this.timed.add(proxy);
+      const timing: SpreadTiming = { id, spread, changed };
+      proxy.server.on('connection', (socket: TimedSocket) => {
+        socket[kTiming] = timing;
+        socket[kSince] = performance.now();
+        socket.on('close', onTimedClose);
+      });
+    }
+    this.reported.set(id, -1);
+    this.report();
+  }
+
+  /** Connections came or went: a report goes out shortly, one for a whole burst. */
+  private changed(): void {
+    if (this.reportSoon || this.reported.size === 0) return;
+    this.reportSoon = true;
+    setTimeout(() => {
+      this.reportSoon = false;
+      this.report();
+    }, REPORT_DELAY_MS).unref();
+  }
+
+  /** Sends the primary this worker's connections of each frontend it accepts on, if they changed. */
+  private report(): void {
+    let counts: Array<[number, number]> | undefined;
+    for (const [id, last] of this.reported) {
+      const p = this.proxies.get(id);
+      const n = p === undefined || p.closing ? -1 : connectionsOf(p);
+      if (n === last) continue;
+      (counts ??= []).push([id, n]);
+      if (n === -1) this.reported.delete(id);
+      else this.reported.set(id, n);
+    }
+    if (counts !== undefined) this.send({ t: 'load', counts });
+  }
+
+  /** Worker `slot` reported `n` connections of frontend `f` (-1: it stopped accepting on it). */
+  loads(f: number, slot: number, n: number): void {
+    this.spread.update(f, slot, n);
   }
 
   /**
@@ -78,6 +197,15 @@ export class WorkerPlane {
    */
   unlisten(id: number, graceMs: number): void {
     void this.proxies.get(id)?.close(graceMs);
+    this.stopSpreading(id);
+  }
+
+  /** Frontend `id` is not accepted here any more: the primary hears it, peers' counts are dropped. */
+  private stopSpreading(id: number): void {
+    this.spread.forget(id);
+    if (!this.reported.has(id)) return;
+    this.reported.delete(id);
+    this.send({ t: 'load', counts: [[id, -1]] });
   }
 
   /** The primary's answer to question `id` (the server of a TCP session). */
@@ -164,8 +292,7 @@ export class WorkerPlane {
   /** This worker's counters, for the primary's sums. */
   counters(): WorkerCounters {
     let connections = 0;
-    for (const p of this.proxies.values())
-      connections += p instanceof TcpProxy ? p.connections : openConnections(p.server);
+    for (const p of this.proxies.values()) connections += connectionsOf(p);
     return { connections, backends: [...this.backends.values()].map(backendCounters) };
   }
 
@@ -173,6 +300,7 @@ export class WorkerPlane {
   async closeFrontend(id: number, graceMs: number): Promise<void> {
     const p = this.proxies.get(id);
     if (p === undefined) return;
+    this.stopSpreading(id);
     await p.close(graceMs);
     this.proxies.delete(id);
   }

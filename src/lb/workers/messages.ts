@@ -43,8 +43,17 @@ export type ToWorker =
    * finish within `grace` ms, as on a close. Answered at once.
    */
   | { t: 'unlisten'; id: number; f: number; grace: number }
-  /** Sent with a client connection's socket the primary accepted itself: serve it on frontend `f`. */
-  | { t: 'conn'; f: number }
+  /**
+   * Sent with a client connection's socket the primary accepted itself, or that another worker
+   * handed over (`handoff`; `from` is its slot and its count of the frontend's connections then):
+   * serve it on frontend `f`.
+   */
+  | { t: 'conn'; f: number; from?: { slot: number; n: number } }
+  /**
+   * Worker `slot` holds `n` connections of frontend `f` (-1: it stopped accepting on it), for
+   * the workers to keep them even (connection-spread.ts).
+   */
+  | { t: 'loads'; f: number; slot: number; n: number }
   /**
    * The answer to the worker's question `id` (tcp-open, tcp-retry): the server for the
    * connection, and its session id, if any server can take it.
@@ -89,4 +98,15 @@ export type FromWorker =
   /** TCP session `sid` could not connect to its server `failed`: which one next? (answered with `answer`) */
   | { t: 'tcp-retry'; id: number; sid: number; failed: string }
   /** TCP session `sid` no longer holds a connection to its server. */
-  | { t: 'tcp-end'; sid: number };
+  | { t: 'tcp-end'; sid: number }
+  /**
+   * This worker's open connections of the frontends it accepts on, those that changed since its
+   * last report: [frontend id, count], a count of -1 when it stopped accepting on the frontend.
+   */
+  | { t: 'load'; counts: Array<[number, number]> }
+  /**
+   * Sent with a client connection this worker accepted (a raw handle, nothing read from it) but
+   * holds more than its share of frontend `f`'s (`n`, not counting this one): serve it in the
+   * worker of slot `to`.
+   */
+  | { t: 'handoff'; f: number; to: number; n: number };

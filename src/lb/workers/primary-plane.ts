@@ -10,6 +10,7 @@
  * worker has applied every change sent before. Counters are each worker's; the status, the admin
  * API and the metrics ask every worker for its counters and show their sums.
  */
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
@@ -26,6 +27,8 @@ export class PrimaryPlane {
   private nextFrontend = 1;
   /** What was last logged about the frontends served by one worker. */
   private pinnedLine = '';
+  /** By frontend id: its connections in each worker that accepts on it (slot → count), as reported. */
+  private readonly loads = new Map<number, Map<number, number>>();
 
   constructor(
     /** The load balancer's live parts (set once it is built). */
@@ -44,9 +47,15 @@ export class PrimaryPlane {
       },
       onPassive: (m) => this.passive(m),
       onTcp: (slot, m) => this.tcp(slot, m),
+      onLoad: (slot, counts) => this.load(slot, counts),
+      onHandoff: (slot, m, handle) => this.handoff(slot, m, handle),
       onExit: (slot) => {
         for (const l of this.listeners()) l.workerGone(slot);
         this.sessions.workerGone(slot);
+        this.load(
+          slot,
+          [...this.loads.keys()].map((f) => [f, -1] as const),
+        );
       },
     });
   }
@@ -158,6 +167,45 @@ export class PrimaryPlane {
         `frontend ${listener.frontend.name}: no server of backend ${listener.backend.name} can take a connection; closing the client's`,
       );
     this.pool.answer(slot, { t: 'answer', id: m.id, server: opened?.server.name, sid: opened?.sid });
+  }
+
+  /**
+   * A worker's connections per frontend changed (-1: it stopped accepting on the frontend): the
+   * other workers hear it, to keep them even (connection-spread.ts); a worker new to a frontend
+   * hears the others' counts.
+   */
+  private load(slot: number, counts: ReadonlyArray<readonly [number, number]>): void {
+    for (const [f, n] of counts) {
+      let bySlot = this.loads.get(f);
+      if (n < 0) {
+        if (bySlot?.delete(slot) !== true) continue;
+        if (bySlot.size === 0) this.loads.delete(f);
+      } else {
+        if (bySlot === undefined) this.loads.set(f, (bySlot = new Map()));
+        if (!bySlot.has(slot))
+          for (const [other, m] of bySlot) this.pool.answer(slot, { t: 'loads', f, slot: other, n: m });
+        bySlot.set(slot, n);
+      }
+      this.pool.broadcast({ t: 'loads', f, slot, n });
+    }
+  }
+
+  /**
+   * A worker hands over a connection it accepted (a raw handle, not read yet) for a less loaded
+   * worker: it goes there, or to the next ready worker if that one is gone meanwhile.
+   */
+  private handoff(slot: number, m: Extract<FromWorker, { t: 'handoff' }>, handle: unknown): void {
+    if (handle === undefined) return;
+    // Not read here: the bytes the client sent are all for the worker that serves it.
+    const socket = new Socket({
+      handle,
+      pauseOnCreate: true,
+      readable: true,
+      writable: true,
+    } as SocketConstructorOpts);
+    const listener = this.listeners().find((l) => l.id === m.f);
+    if (listener === undefined || !this.pool.isReady()) socket.destroy();
+    else this.pool.dispatch(m.f, socket, this.pool.isReady(m.to) ? m.to : undefined, { slot, n: m.n });
   }
 
   /**

@@ -14,6 +14,19 @@ function send(msg: FromWorker): void {
   if (process.connected) process.send!(msg);
 }
 
+/**
+ * Sends a client connection's raw handle to the primary, for the worker of slot `to`. Its copy
+ * here is closed once the message is written (the descriptor then travels with it).
+ */
+function handOff(f: number, to: number, n: number, client: object): void {
+  const handle = client as { close(): void };
+  if (!process.connected) {
+    handle.close();
+    return;
+  }
+  process.send!({ t: 'handoff', f, to, n } satisfies FromWorker, client as Socket, () => handle.close());
+}
+
 /** Lines go to the primary, which logs them with its own. */
 function line(level: Level): (msg: string) => void {
   return logLevelEnabled(level) ? (msg) => send({ t: 'log', level, msg }) : () => {};
@@ -24,14 +37,17 @@ let plane: WorkerPlane | undefined;
 
 const handlers: { [T in ToWorker['t']]: (m: Extract<ToWorker, { t: T }>, handle?: Socket) => void } = {
   init(m) {
-    plane = new WorkerPlane(m.name, m.config, m.frontends, log, send);
+    plane = new WorkerPlane(m.name, m.config, m.frontends, log, send, m.worker - 1, handOff);
     plane.applyState(m.state);
     send({ t: 'ready' });
   },
   conn(m, socket) {
     if (socket === undefined) return;
     if (plane === undefined) socket.destroy();
-    else plane.accept(m.f, socket);
+    else plane.accept(m.f, socket, m.from);
+  },
+  loads(m) {
+    plane?.loads(m.f, m.slot, m.n);
   },
   listen(m, handle) {
     if (plane === undefined || handle === undefined) {

@@ -127,6 +127,10 @@ export interface WorkerPoolOptions {
   onPassive(m: Extract<FromWorker, { t: 'passive' }>): void;
   /** TCP sessions: the worker of `slot` asks for a server, or ends a session. */
   onTcp(slot: number, m: Extract<FromWorker, { t: 'tcp-open' | 'tcp-retry' | 'tcp-end' }>): void;
+  /** The worker of `slot` reported its connections per frontend (connection-spread.ts). */
+  onLoad(slot: number, counts: ReadonlyArray<readonly [number, number]>): void;
+  /** The worker of `slot` hands over `handle`, a client connection it accepted, for the worker of `m.to`. */
+  onHandoff(slot: number, m: Extract<FromWorker, { t: 'handoff' }>, handle: unknown): void;
   /** The worker of `slot` exited: what it held is gone. */
   onExit(slot: number): void;
 }
@@ -170,14 +174,14 @@ export class WorkerPool {
    * Hands a client connection the primary accepted itself to the worker of `slot`, or else to the
    * next ready one (isReady(slot) must hold).
    */
-  dispatch(f: number, socket: Socket, slot?: number): void {
+  dispatch(f: number, socket: Socket, slot?: number, from?: { slot: number; n: number }): void {
     let w: LbWorker;
     if (slot !== undefined) w = this.slots[slot]!;
     else {
       if (this.next >= this.ready.length) this.next = 0;
       w = this.ready[this.next++]!;
     }
-    w.send({ t: 'conn', f }, socket);
+    w.send(from === undefined ? { t: 'conn', f } : { t: 'conn', f, from }, socket);
   }
 
   /** Sends `msg` to every worker that has its init (later workers get the state in theirs). */
@@ -329,6 +333,8 @@ export class WorkerPool {
     'tcp-open': (w, m) => this.options.onTcp(w.slot, m),
     'tcp-retry': (w, m) => this.options.onTcp(w.slot, m),
     'tcp-end': (w, m) => this.options.onTcp(w.slot, m),
+    load: (w, m) => this.options.onLoad(w.slot, m.counts),
+    handoff: (w, m, handle) => this.options.onHandoff(w.slot, m, handle),
   };
 
   private handle(w: LbWorker, m: FromWorker, handle: unknown): void {

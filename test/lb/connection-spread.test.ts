@@ -1,0 +1,167 @@
+/**
+ * Client connections spread evenly over a load balancer's workers (workers/connection-spread.ts):
+ * the decision itself, then through real sockets, with a worker that cannot accept (stopped with
+ * SIGSTOP) while a burst of connections arrives, so that one worker takes them all from the shared
+ * socket and must hand half of them over, with nothing the clients sent lost on the way.
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LoadBalancerHandle } from '../../src/lb/load-balancer.js';
+import { ConnectionSpread, SHORT_LIVED_MS, spreadSlack } from '../../src/lb/workers/connection-spread.js';
+import { waitFor } from '../helpers/index.js';
+import { rawConfig, resolveTestConfig, startBackend, startLb } from './fixtures.js';
+import { startRawBackend, startTcpLb } from './tcp-fixtures.js';
+
+const BURST = 40;
+
+/** The reports of several workers at once: [slot, count] each. */
+function reports(spread: ConnectionSpread, f: number, counts: Array<[number, number]>): void {
+  for (const [slot, n] of counts) spread.update(f, slot, n);
+}
+
+test('a worker hands new connections over while it holds more than its share, to the least loaded', () => {
+  const spread = new ConnectionSpread(0);
+  // No counts from the others yet: keep everything.
+  assert.equal(spread.target(1, 100, 0), undefined);
+  reports(spread, 1, [
+    [0, 10],
+    [1, 3],
+    [2, 5],
+  ]);
+  // Within the slack of the least loaded (3 + 2): kept.
+  assert.equal(spreadSlack(5, 3), 2);
+  assert.equal(spread.target(1, 5, 0), undefined);
+  // Beyond it: to worker 1, which counts one more each time, until it passes worker 2.
+  const sent = Array.from({ length: 4 }, () => spread.target(1, 12, 0));
+  assert.deepEqual(sent, [1, 1, 1, 2]);
+  // A new report from worker 1 replaces what was counted for it.
+  spread.update(1, 1, 3);
+  assert.equal(spread.target(1, 12, 0), 1);
+  // Workers that stop accepting on the frontend are no target any more.
+  spread.update(1, 1, -1);
+  spread.update(1, 2, -1);
+  assert.equal(spread.target(1, 100, 0), undefined);
+  // Another frontend is another count.
+  assert.equal(spread.target(2, 12, 0), undefined);
+  // A connection handed over here carries its sender's count: fresher than the report.
+  reports(spread, 2, [
+    [0, 0],
+    [1, 0],
+  ]);
+  spread.heard(2, 1, 30);
+  assert.equal(spread.target(2, 20, 0), undefined);
+  // Large counts: a sixteenth of the sum as slack.
+  assert.equal(spreadSlack(1000, 900), 118);
+  spread.forget(2);
+  assert.equal(spread.target(2, 100, 0), undefined);
+  // Its own count in the report is left out.
+  const alone = new ConnectionSpread(1);
+  reports(alone, 3, [[1, 0]]);
+  assert.equal(alone.target(3, 100, 0), undefined);
+});
+
+test('short-lived connections stay where they were accepted while they keep closing', () => {
+  const spread = new ConnectionSpread(0);
+  reports(spread, 1, [[1, 0]]);
+  for (let i = 0; i < 20; i++) spread.closed(1, 5, 1000 + i);
+  assert.equal(spread.target(1, 50, 1020), undefined, 'connections of a few ms: kept');
+  // None closed for a while: the ones coming may last, they are spread again.
+  assert.equal(spread.target(1, 50, 1020 + SHORT_LIVED_MS), 1);
+  // Long ones closing: spread.
+  const long = new ConnectionSpread(0);
+  reports(long, 1, [[1, 0]]);
+  for (let i = 0; i < 20; i++) long.closed(1, 60_000, 1000 + i);
+  assert.equal(long.target(1, 50, 1020), 1);
+});
+
+/** The pids of the load balancer's two workers. */
+async function workerPids(handle: LoadBalancerHandle): Promise<[number, number]> {
+  const workers = (await handle.status()).workers ?? [];
+  assert.equal(workers.length, 2);
+  return [workers[0]!.pid!, workers[1]!.pid!];
+}
+
+/**
+ * Stops worker 2, opens BURST connections to `port` that each send `first(i)` at once, lets worker
+ * 1 take them all from the socket, then resumes worker 2. Returns the sockets and what each
+ * received, collected until `done` holds for it.
+ */
+async function burstWhileOneWorkerStopped(
+  t: TestContext,
+  handle: LoadBalancerHandle,
+  port: number,
+  first: (i: number) => string,
+  done: (reply: string) => boolean,
+): Promise<{ sockets: Socket[]; replies: string[] }> {
+  const [, second] = await workerPids(handle);
+  process.kill(second, 'SIGSTOP');
+  let resumed = false;
+  t.after(() => {
+    if (!resumed) process.kill(second, 'SIGCONT');
+  });
+  const replies: string[] = Array.from({ length: BURST }, () => '');
+  const sockets = await Promise.all(
+    Array.from(
+      { length: BURST },
+      (_, i) =>
+        new Promise<Socket>((resolve, reject) => {
+          const s = connect(port, '127.0.0.1', () => {
+            s.write(first(i));
+            resolve(s);
+          });
+          s.setEncoding('latin1');
+          s.on('data', (d: string) => (replies[i] += d));
+          s.once('error', reject);
+        }),
+    ),
+  );
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+  });
+  // Worker 1 accepts every connection (worker 2 cannot) and hands over those beyond its share.
+  await sleep(500);
+  process.kill(second, 'SIGCONT');
+  resumed = true;
+  await waitFor('every connection answered', () => replies.every(done), { timeout: 10_000 });
+  return { sockets, replies };
+}
+
+/** Each worker's client connections now. */
+async function perWorker(handle: LoadBalancerHandle): Promise<number[]> {
+  return ((await handle.status()).workers ?? []).map((w) => w.connections);
+}
+
+test('HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
+  const a = await startBackend(t, 'web-01');
+  const raw = await rawConfig({ servers: [{ name: 'web-01', port: a.port }] });
+  (raw['loadBalancers'] as Array<Record<string, unknown>>)[0]!['workers'] = 2;
+  const lb = await startLb(t, resolveTestConfig(raw));
+  const { replies } = await burstWhileOneWorkerStopped(
+    t,
+    lb.handle,
+    lb.port,
+    (i) => `GET /burst/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`,
+    (r) => r.endsWith('web-01'),
+  );
+  for (const r of replies) assert.match(r, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nweb-01$/);
+  assert.equal(a.requests, BURST);
+  const counts = await perWorker(lb.handle);
+  assert.equal(counts[0]! + counts[1]!, BURST);
+  const least = BURST / 2 - spreadSlack(BURST, 0);
+  assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
+});
+
+test('TCP: a burst taken by one worker is spread over both, and every byte sent first goes through', async (t) => {
+  const echo = await startRawBackend(t, 'echo');
+  const lb = await startTcpLb(t, { servers: [{ name: 'echo', port: echo.port }], workers: 2 });
+  const handle = lb.handle;
+  const message = (i: number) => `hello from client ${i}\n`;
+  const { replies } = await burstWhileOneWorkerStopped(t, handle, lb.port, message, (r) => r.endsWith('\n'));
+  replies.forEach((r, i) => assert.equal(r, message(i)));
+  const counts = await perWorker(handle);
+  assert.equal(counts[0]! + counts[1]!, BURST);
+  const least = BURST / 2 - spreadSlack(BURST, 0);
+  assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
+});
