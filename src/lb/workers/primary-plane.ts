@@ -10,7 +10,6 @@
  * worker has applied every change sent before. Counters are each worker's; the status, the admin
  * API and the metrics ask every worker for its counters and show their sums.
  */
-import { Socket, type SocketConstructorOpts } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
@@ -19,7 +18,7 @@ import { SharedListener } from './listener.js';
 import type { FromWorker, FrontendEntry, ToWorker } from './messages.js';
 import { backendState } from './server-state.js';
 import { TcpSessions } from './tcp-sessions.js';
-import { type WorkerInfo, WorkerPool } from './worker-pool.js';
+import { type ClientHandle, type WorkerInfo, WorkerPool } from './worker-pool.js';
 
 export class PrimaryPlane {
   private readonly pool: WorkerPool;
@@ -196,16 +195,12 @@ export class PrimaryPlane {
    */
   private handoff(slot: number, m: Extract<FromWorker, { t: 'handoff' }>, handle: unknown): void {
     if (handle === undefined) return;
-    // Not read here: the bytes the client sent are all for the worker that serves it.
-    const socket = new Socket({
-      handle,
-      pauseOnCreate: true,
-      readable: true,
-      writable: true,
-    } as SocketConstructorOpts);
+    // Passed on as it came, a raw handle: nothing is read here, the bytes the client sent are all
+    // for the worker that serves it.
+    const client = handle as ClientHandle;
     const listener = this.listeners().find((l) => l.id === m.f);
-    if (listener === undefined || !this.pool.isReady()) socket.destroy();
-    else this.pool.dispatch(m.f, socket, this.pool.isReady(m.to) ? m.to : undefined, { slot, n: m.n });
+    if (listener === undefined || !this.pool.isReady()) client.close();
+    else this.pool.dispatch(m.f, client, this.pool.isReady(m.to) ? m.to : undefined, { slot, n: m.n });
   }
 
   /**

@@ -4,7 +4,7 @@
  * does what the primary's messages say, dispatched through a table keyed on the message type.
  * It stops when told to (`shutdown`), and at once when the primary goes away.
  */
-import type { Socket } from 'node:net';
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import type { Level, Logger } from '../../log.js';
 import { logLevelEnabled } from '../../log.js';
 import { WorkerPlane } from './data-plane.js';
@@ -41,8 +41,18 @@ const handlers: { [T in ToWorker['t']]: (m: Extract<ToWorker, { t: T }>, handle?
     plane.applyState(m.state);
     send({ t: 'ready' });
   },
-  conn(m, socket) {
-    if (socket === undefined) return;
+  conn(m, handle) {
+    if (handle === undefined) return;
+    // A connection the primary accepted comes as a socket; one another worker handed over, as
+    // the raw handle it accepted.
+    const socket =
+      typeof handle.destroy === 'function'
+        ? handle
+        : new Socket({
+            handle: handle as unknown as object,
+            readable: true,
+            writable: true,
+          } as SocketConstructorOpts);
     if (plane === undefined) socket.destroy();
     else plane.accept(m.f, socket, m.from);
   },

@@ -91,6 +91,22 @@ class LbWorker {
     return this.state === 'starting' || this.state === 'ready';
   }
 
+  /**
+   * Sends a client connection: a socket the primary accepted, or the raw handle of one a worker
+   * handed over, which leaves this process too (closed here once the message is written).
+   */
+  sendConnection(msg: ToWorker, conn: Socket | ClientHandle): void {
+    if (isSocket(conn)) {
+      this.send(msg, conn);
+      return;
+    }
+    if (!this.child.connected) {
+      conn.close();
+      return;
+    }
+    this.child.send(msg, conn as unknown as Socket, () => conn.close());
+  }
+
   /** Sends `msg` (with `handle`: a socket leaves this process, a raw handle is shared); `failed` if it could not be. */
   send(msg: ToWorker, handle?: SendHandle, failed?: () => void): void {
     if (!this.child.connected) {
@@ -110,6 +126,11 @@ class LbWorker {
       failed?.();
     });
   }
+}
+
+/** A client connection's raw handle (a TCP wrap), as a worker hands it over: nothing read from it. */
+export interface ClientHandle {
+  close(): void;
 }
 
 function isSocket(handle: SendHandle | undefined): handle is Socket {
@@ -174,14 +195,19 @@ export class WorkerPool {
    * Hands a client connection the primary accepted itself to the worker of `slot`, or else to the
    * next ready one (isReady(slot) must hold).
    */
-  dispatch(f: number, socket: Socket, slot?: number, from?: { slot: number; n: number }): void {
+  dispatch(
+    f: number,
+    socket: Socket | ClientHandle,
+    slot?: number,
+    from?: { slot: number; n: number },
+  ): void {
     let w: LbWorker;
     if (slot !== undefined) w = this.slots[slot]!;
     else {
       if (this.next >= this.ready.length) this.next = 0;
       w = this.ready[this.next++]!;
     }
-    w.send(from === undefined ? { t: 'conn', f } : { t: 'conn', f, from }, socket);
+    w.sendConnection(from === undefined ? { t: 'conn', f } : { t: 'conn', f, from }, socket);
   }
 
   /** Sends `msg` to every worker that has its init (later workers get the state in theirs). */
