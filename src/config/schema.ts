@@ -347,6 +347,13 @@ export const loadBalancerSchema = z.strictObject({
       WORKERS_ERROR,
     )
     .default('auto'),
+  /**
+   * Workers keep their client connections even: one that holds more than its share of a
+   * frontend's long-lived connections hands new ones to the least loaded worker (through the
+   * primary). Off by default: each hand-over waits for both processes' event loops, which under
+   * full load delays the first answer on those connections (see the README).
+   */
+  spreadConnections: z.boolean({ error: 'must be true or false' }).default(false),
   frontends: z.array(frontendSchema, { error: 'must be a list of frontends' }).min(1, {
     error: 'must list at least one frontend',
   }),

@@ -105,6 +105,17 @@ describe('config validation', () => {
     }
   });
 
+  test('loadBalancers[].spreadConnections: off by default, true or false', () => {
+    assert.equal(validateConfig(base()).loadBalancers[0]!.spreadConnections, false);
+    const raw = base();
+    raw['loadBalancers'][0].spreadConnections = true;
+    assert.equal(validateConfig(raw).loadBalancers[0]!.spreadConnections, true);
+    raw['loadBalancers'][0].spreadConnections = 'yes';
+    assert.deepEqual(problemsOf(raw), [
+      'loadBalancers[0].spreadConnections: must be true or false (got "yes")',
+    ]);
+  });
+
   test('duplicate server name', () => {
     const raw = base();
     raw['servers'][1].name = 'web-01';

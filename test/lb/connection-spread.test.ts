@@ -1,5 +1,6 @@
 /**
- * Client connections spread evenly over a load balancer's workers (workers/connection-spread.ts):
+ * Client connections spread evenly over a load balancer's workers with `spreadConnections: true`
+ * (workers/connection-spread.ts):
  * the decision itself, then through real sockets, with a worker that cannot accept (stopped with
  * SIGSTOP) while a burst of connections arrives, so that one worker takes them all from the shared
  * socket and must hand half of them over, with nothing the clients sent lost on the way.
@@ -133,11 +134,19 @@ async function perWorker(handle: LoadBalancerHandle): Promise<number[]> {
   return ((await handle.status()).workers ?? []).map((w) => w.connections);
 }
 
-test('HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
+/** An HTTP load balancer with two workers, spreadConnections as given, in front of one backend. */
+async function httpLb(t: TestContext, spreadConnections: boolean) {
   const a = await startBackend(t, 'web-01');
   const raw = await rawConfig({ servers: [{ name: 'web-01', port: a.port }] });
-  (raw['loadBalancers'] as Array<Record<string, unknown>>)[0]!['workers'] = 2;
-  const lb = await startLb(t, resolveTestConfig(raw));
+  Object.assign((raw['loadBalancers'] as Array<Record<string, unknown>>)[0]!, {
+    workers: 2,
+    spreadConnections,
+  });
+  return { backend: a, lb: await startLb(t, resolveTestConfig(raw)) };
+}
+
+test('HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
+  const { backend: a, lb } = await httpLb(t, true);
   const { replies } = await burstWhileOneWorkerStopped(
     t,
     lb.handle,
@@ -155,7 +164,11 @@ test('HTTP: a burst taken by one worker is spread over both, and every request o
 
 test('TCP: a burst taken by one worker is spread over both, and every byte sent first goes through', async (t) => {
   const echo = await startRawBackend(t, 'echo');
-  const lb = await startTcpLb(t, { servers: [{ name: 'echo', port: echo.port }], workers: 2 });
+  const lb = await startTcpLb(t, {
+    servers: [{ name: 'echo', port: echo.port }],
+    workers: 2,
+    spreadConnections: true,
+  });
   const handle = lb.handle;
   const message = (i: number) => `hello from client ${i}\n`;
   const { replies } = await burstWhileOneWorkerStopped(t, handle, lb.port, message, (r) => r.endsWith('\n'));
@@ -164,4 +177,19 @@ test('TCP: a burst taken by one worker is spread over both, and every byte sent 
   assert.equal(counts[0]! + counts[1]!, BURST);
   const least = BURST / 2 - spreadSlack(BURST, 0);
   assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
+});
+
+test('spreadConnections is off by default: the worker that accepted a connection serves it', async (t) => {
+  const { backend: a, lb } = await httpLb(t, false);
+  assert.equal(lb.config.loadBalancers[0]!.spreadConnections, false);
+  const raw = await rawConfig({ servers: [{ name: 'web-01', port: a.port }] });
+  assert.equal(resolveTestConfig(raw).loadBalancers[0]!.spreadConnections, false, 'the default');
+  await burstWhileOneWorkerStopped(
+    t,
+    lb.handle,
+    lb.port,
+    (i) => `GET /burst/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`,
+    (r) => r.endsWith('web-01'),
+  );
+  assert.deepEqual(await perWorker(lb.handle), [BURST, 0]);
 });

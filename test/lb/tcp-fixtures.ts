@@ -99,6 +99,8 @@ export interface TcpLbOptions {
   drainTimeout?: number;
   /** The load balancer's worker processes (default: the config's default). */
   workers?: number;
+  /** loadBalancers[].spreadConnections (default: the config's default). */
+  spreadConnections?: boolean;
   /** Extra keys for the backend (balance, …). */
   backend?: Record<string, unknown>;
 }
@@ -131,6 +133,7 @@ export async function tcpConfig(opts: TcpLbOptions): Promise<ResolvedConfig> {
         serverTimeout: opts.serverTimeout ?? 5000,
         ...(opts.tunnelTimeout === undefined ? {} : { tunnelTimeout: opts.tunnelTimeout }),
         ...(opts.workers === undefined ? {} : { workers: opts.workers }),
+        ...(opts.spreadConnections === undefined ? {} : { spreadConnections: opts.spreadConnections }),
       },
     ],
     backends: [

@@ -46,12 +46,16 @@ export function describeChanges(
   for (const name of oldBackends.keys())
     if (!newBackends.has(name)) out.push(`backend ${name}: no longer used; its requests in flight finish`);
 
-  const { frontends: _f, name: _n, workers: oldWorkers, ...oldRest } = oldLb;
-  const { frontends: _g, name: _m, workers: newWorkers, ...newRest } = nextLb;
+  const { frontends: _f, name: _n, workers: oldWorkers, spreadConnections: oldSpread, ...oldRest } = oldLb;
+  const { frontends: _g, name: _m, workers: newWorkers, spreadConnections: newSpread, ...newRest } = nextLb;
   diff('', oldRest, newRest, out);
   if (oldWorkers !== newWorkers)
     out.push(
       `workers: ${show(oldWorkers)} → ${show(newWorkers)} (takes effect when the load balancer restarts)`,
+    );
+  if (oldSpread !== newSpread)
+    out.push(
+      `spreadConnections: ${show(oldSpread)} → ${show(newSpread)} (takes effect when the load balancer restarts)`,
     );
   return out.length > 0 ? out : ['no change'];
 }

@@ -68,6 +68,8 @@ export class WorkerPlane {
   private nextQuestion = 1;
   /** The other workers' connections per frontend, to keep them even (connection-spread.ts). */
   private readonly spread: ConnectionSpread;
+  /** spreadConnections as this worker started (a change takes effect when the load balancer restarts). */
+  private readonly spreading: boolean;
   /** Frontends this worker accepts on, and its connections of each as last reported. */
   private readonly reported = new Map<number, number>();
   /** Proxies whose connections' lifetimes go into the spread's averages. */
@@ -92,6 +94,7 @@ export class WorkerPlane {
     this.spread = new ConnectionSpread(slot);
     this.config = config;
     this.lb = lbOf(config, name);
+    this.spreading = this.lb.spreadConnections;
     for (const e of frontends) {
       if (!this.backends.has(e.backend))
         this.backends.set(e.backend, this.newBackend(backendConfig(config, e.backend), config, undefined));
@@ -123,7 +126,7 @@ export class WorkerPlane {
     if (proxy === undefined) throw new Error(`no frontend ${id} here`);
     await proxy.listenOn(handle);
     const own = (proxy.server as { _handle?: ListenWrap })._handle;
-    if (own !== undefined) this.spreadConnections(id, proxy, own);
+    if (own !== undefined && this.spreading) this.spreadConnections(id, proxy, own);
     return own;
   }
 
