@@ -141,6 +141,7 @@ export async function runBenchmark(ctx: BenchContext): Promise<BenchResults> {
       idleConnections: o.idleConnections,
       dbClients: o.dbClients,
       tandemWorkers: o.tandemWorkers,
+      tandemSpread: o.tandemSpread,
     },
     loadGenerator: { name: load.name, version: loadVersion },
     cases: cases.map((c) => ({ id: c.id, label: c.label, path: c.path })),
@@ -167,6 +168,7 @@ function env(ctx: BenchContext, name: string, backends: readonly BackendAddress[
     children: ctx.children,
     maxClientConnections: Math.max(1024, ctx.options.idleConnections + 256),
     tandemWorkers: ctx.options.tandemWorkers,
+    tandemSpread: ctx.options.tandemSpread,
   };
 }
 

@@ -31,6 +31,8 @@ export interface BenchOptions {
   dbClients: number;
   /** Tandem's `workers` setting for its contenders (`auto`: one per core). */
   tandemWorkers: 'auto' | number;
+  /** Tandem's `spreadConnections` setting for its contenders. */
+  tandemSpread: boolean;
   /** Directory the results are written to. */
   outDir: string;
   help: boolean;
@@ -53,6 +55,7 @@ Measures Tandem's load balancer against HAProxy, nginx and a Node.js proxy on th
   --idle-connections N    connections of the idle-memory test, 0 to skip it (default 10000)
   --db-clients N          pgbench clients of the database reader endpoint measurement (default 16)
   --tandem-workers N      worker processes of Tandem's load balancers: auto (one per core, the default) or N
+  --tandem-spread         Tandem's load balancers keep connections even across their workers (spreadConnections)
   --out DIR               where results are written (default bench/results)
   -h, --help              this text`;
 
@@ -77,6 +80,7 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
         'idle-connections': { type: 'string' },
         'db-clients': { type: 'string' },
         'tandem-workers': { type: 'string' },
+        'tandem-spread': { type: 'boolean', default: false },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -117,6 +121,7 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
       values['tandem-workers'] === undefined || values['tandem-workers'] === 'auto'
         ? 'auto'
         : integer('--tandem-workers', values['tandem-workers'], 0, 1),
+    tandemSpread: values['tandem-spread'] === true,
     outDir: values.out ?? join(PACKAGE_ROOT, 'bench', 'results'),
     help: values.help === true,
   };

@@ -78,6 +78,8 @@ export interface BenchResults {
     dbClients?: number;
     /** Tandem's `workers` setting in this run (absent in results of older runs: they had none). */
     tandemWorkers?: 'auto' | number;
+    /** Tandem's `spreadConnections` in this run (absent in results of older runs: off). */
+    tandemSpread?: boolean;
   };
   loadGenerator: { name: string; version: string };
   cases: Array<{ id: string; label: string; path: string }>;

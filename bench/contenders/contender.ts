@@ -16,6 +16,8 @@ export interface ContenderEnv {
   maxClientConnections: number;
   /** Tandem's `workers` setting (`--tandem-workers`). */
   tandemWorkers: 'auto' | number;
+  /** Tandem's `spreadConnections` setting (`--tandem-spread`). */
+  tandemSpread: boolean;
 }
 
 /** A started contender. */

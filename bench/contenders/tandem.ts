@@ -24,6 +24,7 @@ export async function tandemConfig(
   frontendPort: number,
   dataDir: string,
   workers: 'auto' | number = 'auto',
+  spreadConnections = false,
 ): Promise<Record<string, unknown>> {
   const [statsPort, adminPort, ...appPorts] = await freePorts(2 + backends.length);
   const frontend: Record<string, unknown> = { name: 'web', host: HOST, port: frontendPort, backend: 'web' };
@@ -45,6 +46,7 @@ export async function tandemConfig(
         // Its own port: the L7 and L4 contenders run side by side.
         admin: { host: HOST, port: adminPort! },
         workers,
+        spreadConnections,
         // The idle test holds client connections for a while: do not close them under it.
         keepAliveTimeout: '300s',
       },
@@ -87,7 +89,14 @@ function tandemContender(mode: 'http' | 'tcp'): Contender {
     async start(env) {
       const port = await freePort();
       const file = join(env.dir, 'tandem.yaml');
-      const config = await tandemConfig(mode, env.backends, port, join(env.dir, 'data'), env.tandemWorkers);
+      const config = await tandemConfig(
+        mode,
+        env.backends,
+        port,
+        join(env.dir, 'data'),
+        env.tandemWorkers,
+        env.tandemSpread,
+      );
       writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
       const child = env.children.spawn(
         this.label,

@@ -33,7 +33,8 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
           ? ` (one worker process per core: ${results.machine.cores}, plus the primary process)`
           : s.tandemWorkers === 1
             ? ' (everything in one process)'
-            : ' (worker processes, plus the primary process)'),
+            : ' (worker processes, plus the primary process)') +
+        (s.tandemSpread === true ? '; `spreadConnections: true` (`--tandem-spread`)' : ''),
     );
   out.push(
     `- Contenders: ${results.contenders

@@ -17,6 +17,9 @@ test('defaults: 3 runs of 5 s after a 2 s warm-up, at 16, 64 and 256 connections
   assert.equal(o.dbClients, 16);
   assert.equal(parseOptions(['--db-clients', '4'], IDS).dbClients, 4);
   assert.throws(() => parseOptions(['--db-clients', '0'], IDS), UsageError);
+  assert.equal(o.tandemWorkers, 'auto');
+  assert.equal(o.tandemSpread, false);
+  assert.equal(parseOptions(['--tandem-spread'], IDS).tandemSpread, true);
 });
 
 test('--quick makes one short run per point; explicit options still win', () => {

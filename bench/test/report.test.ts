@@ -76,4 +76,16 @@ test('the Markdown report links the chart, has a table per case and lists what w
   assert.match(md, /\| Tandem <L7> & co \| 16 \| 1,000 \|/);
   assert.match(md, /- nginx: not installed \(skipped\)/);
   assert.equal(fileStamp('2026-11-22T10:15:30.000Z'), '2026-11-22-101530');
+  // Tandem's settings: said when set, spreadConnections only when on.
+  const r = results();
+  r.settings.tandemWorkers = 'auto';
+  assert.match(
+    renderMarkdownReport(r, 'c.svg'),
+    /- Tandem's load balancer: `workers: auto` \(one worker process per core: 2, plus the primary process\)\n/,
+  );
+  r.settings.tandemSpread = true;
+  assert.match(
+    renderMarkdownReport(r, 'c.svg'),
+    /plus the primary process\); `spreadConnections: true` \(`--tandem-spread`\)\n/,
+  );
 });
