@@ -193,3 +193,45 @@ test('spreadConnections is off by default: the worker that accepted a connection
   );
   assert.deepEqual(await perWorker(lb.handle), [BURST, 0]);
 });
+
+test('connections handed over to a worker that dies before it takes them are served by another', async (t) => {
+  const { lb } = await httpLb(t, true);
+  const [, second] = await workerPids(lb.handle);
+  process.kill(second, 'SIGSTOP');
+  const replies: string[] = Array.from({ length: BURST }, () => '');
+  const closed: boolean[] = Array.from({ length: BURST }, () => false);
+  const sockets = await Promise.all(
+    Array.from(
+      { length: BURST },
+      (_, i) =>
+        new Promise<Socket>((resolve, reject) => {
+          const s = connect(lb.port, '127.0.0.1', () => {
+            s.write(`GET /orphan/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`);
+            resolve(s);
+          });
+          s.setEncoding('latin1');
+          s.on('data', (d: string) => (replies[i] += d));
+          s.on('error', () => {});
+          s.on('close', () => (closed[i] = true));
+          s.once('error', reject);
+        }),
+    ),
+  );
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+  });
+  // Worker 1 takes them all and hands its extra ones over; they queue for worker 2, stopped.
+  await sleep(500);
+  process.kill(second, 'SIGKILL');
+  // Every connection ends up answered or closed: none is left waiting in the dead worker's queue.
+  await waitFor(
+    'every connection answered or closed',
+    () => replies.every((r, i) => r.endsWith('web-01') || closed[i]),
+    {
+      timeout: 10_000,
+    },
+  );
+  const answered = replies.filter((r) => r.endsWith('web-01')).length;
+  // The one hand-over already written to the dead worker's channel is lost with it.
+  assert.ok(answered >= BURST - 1, `${answered} of ${BURST} answered`);
+});

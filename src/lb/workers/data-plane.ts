@@ -68,8 +68,6 @@ export class WorkerPlane {
   private nextQuestion = 1;
   /** The other workers' connections per frontend, to keep them even (connection-spread.ts). */
   private readonly spread: ConnectionSpread;
-  /** spreadConnections as this worker started (a change takes effect when the load balancer restarts). */
-  private readonly spreading: boolean;
   /** Frontends this worker accepts on, and its connections of each as last reported. */
   private readonly reported = new Map<number, number>();
   /** Proxies whose connections' lifetimes go into the spread's averages. */
@@ -85,6 +83,8 @@ export class WorkerPlane {
     private readonly send: (msg: FromWorker) => void,
     /** This worker's slot (0-based). */
     slot: number,
+    /** spreadConnections as the load balancer started (a reload does not change it). */
+    private readonly spreading: boolean,
     /**
      * Hands a connection this worker accepted over to the worker of slot `to`, through the
      * primary, with this worker's count `n` of the frontend's connections.
@@ -94,7 +94,6 @@ export class WorkerPlane {
     this.spread = new ConnectionSpread(slot);
     this.config = config;
     this.lb = lbOf(config, name);
-    this.spreading = this.lb.spreadConnections;
     for (const e of frontends) {
       if (!this.backends.has(e.backend))
         this.backends.set(e.backend, this.newBackend(backendConfig(config, e.backend), config, undefined));

@@ -27,6 +27,8 @@ export type ToWorker =
   | {
       t: 'init';
       worker: number;
+      /** spreadConnections as the load balancer started (a reload does not change it). */
+      spread: boolean;
       name: string;
       config: ResolvedConfig;
       frontends: FrontendEntry[];

@@ -26,6 +26,8 @@ export class PrimaryPlane {
   private nextFrontend = 1;
   /** What was last logged about the frontends served by one worker. */
   private pinnedLine = '';
+  /** spreadConnections as the load balancer started: every worker, restarted ones too, keeps it. */
+  private spreading: boolean | undefined = undefined;
   /** By frontend id: its connections in each worker that accepts on it (slot → count), as reported. */
   private readonly loads = new Map<number, Map<number, number>>();
 
@@ -48,6 +50,7 @@ export class PrimaryPlane {
       onTcp: (slot, m) => this.tcp(slot, m),
       onLoad: (slot, counts) => this.load(slot, counts),
       onHandoff: (slot, m, handle) => this.handoff(slot, m, handle),
+      onOrphaned: (f, conn) => this.route(f, conn, undefined, undefined),
       onExit: (slot) => {
         for (const l of this.listeners()) l.workerGone(slot);
         this.sessions.workerGone(slot);
@@ -135,9 +138,11 @@ export class PrimaryPlane {
 
   private init(slot: number): Extract<ToWorker, { t: 'init' }> {
     const run = this.run();
+    this.spreading ??= run.config.loadBalancers.find((l) => l.name === run.name)?.spreadConnections ?? false;
     return {
       t: 'init',
       worker: slot + 1,
+      spread: this.spreading,
       name: run.name,
       config: run.config,
       frontends: this.frontends(),
@@ -197,10 +202,33 @@ export class PrimaryPlane {
     if (handle === undefined) return;
     // Passed on as it came, a raw handle: nothing is read here, the bytes the client sent are all
     // for the worker that serves it.
-    const client = handle as ClientHandle;
-    const listener = this.listeners().find((l) => l.id === m.f);
-    if (listener === undefined || !this.pool.isReady()) client.close();
-    else this.pool.dispatch(m.f, client, this.pool.isReady(m.to) ? m.to : undefined, { slot, n: m.n });
+    this.route(m.f, handle as ClientHandle, m.to, { slot, n: m.n });
+  }
+
+  /**
+   * Sends a handed-over connection of frontend `f` to the worker of slot `to` if it still accepts
+   * on the frontend (its view may be late: a reload or a close may have stopped it), else to the
+   * least loaded worker that does; closes it when none does (the frontend is closing).
+   */
+  private route(
+    f: number,
+    client: ClientHandle,
+    to: number | undefined,
+    from: { slot: number; n: number } | undefined,
+  ): void {
+    const accepting = this.loads.get(f);
+    let target: number | undefined;
+    if (to !== undefined && accepting?.has(to) === true && this.pool.isReady(to)) target = to;
+    else {
+      let least = Infinity;
+      for (const [s, n] of accepting ?? [])
+        if (n < least && this.pool.isReady(s)) {
+          least = n;
+          target = s;
+        }
+    }
+    if (target === undefined) client.close();
+    else this.pool.dispatch(f, client, target, from);
   }
 
   /**

@@ -24,7 +24,10 @@ function handOff(f: number, to: number, n: number, client: object): void {
     handle.close();
     return;
   }
-  process.send!({ t: 'handoff', f, to, n } satisfies FromWorker, client as Socket, () => handle.close());
+  process.send!({ t: 'handoff', f, to, n } satisfies FromWorker, client as Socket, (err: Error | null) => {
+    handle.close();
+    if (err) log.warn(`a connection handed over to worker ${to + 1} was lost: ${err.message}`);
+  });
 }
 
 /** Lines go to the primary, which logs them with its own. */
@@ -37,7 +40,7 @@ let plane: WorkerPlane | undefined;
 
 const handlers: { [T in ToWorker['t']]: (m: Extract<ToWorker, { t: T }>, handle?: Socket) => void } = {
   init(m) {
-    plane = new WorkerPlane(m.name, m.config, m.frontends, log, send, m.worker - 1, handOff);
+    plane = new WorkerPlane(m.name, m.config, m.frontends, log, send, m.worker - 1, m.spread, handOff);
     plane.applyState(m.state);
     send({ t: 'ready' });
   },

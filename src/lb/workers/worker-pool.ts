@@ -76,6 +76,12 @@ class LbWorker {
   readonly since = Date.now();
   /** Questions waiting for this process's answer, by id. */
   readonly waiting = new Map<number, (answer: Answer | undefined) => void>();
+  /**
+   * Handed-over connections (raw handles) queued for this process and not written to its channel
+   * yet (Node sends one handle at a time), with their frontend: if the process dies, they go to
+   * another worker, unread.
+   */
+  readonly unsent = new Map<ClientHandle, number>();
 
   constructor(
     /** 0-based slot. */
@@ -95,16 +101,26 @@ class LbWorker {
    * Sends a client connection: a socket the primary accepted, or the raw handle of one a worker
    * handed over, which leaves this process too (closed here once the message is written).
    */
-  sendConnection(msg: ToWorker, conn: Socket | ClientHandle): void {
+  sendConnection(
+    msg: Extract<ToWorker, { t: 'conn' }>,
+    conn: Socket | ClientHandle,
+    orphaned: (f: number, conn: ClientHandle) => void,
+  ): void {
     if (isSocket(conn)) {
       this.send(msg, conn);
       return;
     }
     if (!this.child.connected) {
-      conn.close();
+      orphaned(msg.f, conn);
       return;
     }
-    this.child.send(msg, conn as unknown as Socket, () => conn.close());
+    this.unsent.set(conn, msg.f);
+    this.child.send(msg, conn as unknown as Socket, (err) => {
+      // Gone already: the exit took care of it.
+      if (!this.unsent.delete(conn)) return;
+      if (err) orphaned(msg.f, conn);
+      else conn.close(); // written: the descriptor travels with the message
+    });
   }
 
   /** Sends `msg` (with `handle`: a socket leaves this process, a raw handle is shared); `failed` if it could not be. */
@@ -152,6 +168,8 @@ export interface WorkerPoolOptions {
   onLoad(slot: number, counts: ReadonlyArray<readonly [number, number]>): void;
   /** The worker of `slot` hands over `handle`, a client connection it accepted, for the worker of `m.to`. */
   onHandoff(slot: number, m: Extract<FromWorker, { t: 'handoff' }>, handle: unknown): void;
+  /** A handed-over connection could not reach the worker it was for (it exited): serve it elsewhere. */
+  onOrphaned(f: number, conn: ClientHandle): void;
   /** The worker of `slot` exited: what it held is gone. */
   onExit(slot: number): void;
 }
@@ -207,7 +225,11 @@ export class WorkerPool {
       if (this.next >= this.ready.length) this.next = 0;
       w = this.ready[this.next++]!;
     }
-    w.sendConnection(from === undefined ? { t: 'conn', f } : { t: 'conn', f, from }, socket);
+    w.sendConnection(
+      from === undefined ? { t: 'conn', f } : { t: 'conn', f, from },
+      socket,
+      this.options.onOrphaned,
+    );
   }
 
   /** Sends `msg` to every worker that has its init (later workers get the state in theirs). */
@@ -359,7 +381,10 @@ export class WorkerPool {
     'tcp-open': (w, m) => this.options.onTcp(w.slot, m),
     'tcp-retry': (w, m) => this.options.onTcp(w.slot, m),
     'tcp-end': (w, m) => this.options.onTcp(w.slot, m),
-    load: (w, m) => this.options.onLoad(w.slot, m.counts),
+    // A report that comes after the exit (the channel is read after 'exit') is stale.
+    load: (w, m) => {
+      if (w.state !== 'exited') this.options.onLoad(w.slot, m.counts);
+    },
     handoff: (w, m, handle) => this.options.onHandoff(w.slot, m, handle),
   };
 
@@ -374,8 +399,11 @@ export class WorkerPool {
     const at = this.ready.indexOf(w);
     if (at >= 0) this.ready.splice(at, 1);
     for (const done of w.waiting.values()) done(undefined);
+    const unsent = [...w.unsent];
+    w.unsent.clear();
     if (w.counters !== undefined) this.departed.add(w.counters.backends, true);
     this.options.onExit(w.slot);
+    for (const [conn, f] of unsent) this.options.onOrphaned(f, conn);
     if (expected) return;
     const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
     if (this.starting !== undefined) {
