@@ -45,13 +45,18 @@ export function withDatabaseEndpoints(raw: unknown): unknown {
   const host = typeof lbs[lbIndex]!['host'] === 'string' ? lbs[lbIndex]!['host'] : '127.0.0.1';
   const maxLag = typeof reader['maxLagBytes'] === 'number' ? reader['maxLagBytes'] : 16 * 1024 * 1024;
 
-  const check = (path: string) => ({
+  // The writer leaves a node at its first failed check: writes must never go on to an old
+  // primary. The reader waits for three in a row (at the fast interval, about 0.3 s more): a
+  // replica that misses one check under full load (a 500 ms timeout) still serves its reads, and
+  // marking it down would close every session on it (measured: pgbench -S through the reader
+  // aborted at once, every client, when a busy replica missed one check).
+  const check = (path: string, fall: number) => ({
     path,
     interval: '300ms',
     fastInterval: '100ms',
     timeout: '500ms',
     rise: 1,
-    fall: 1,
+    fall,
   });
   const server = (n: RawNode, suffix = '', backup = false) => ({
     name: `${String(n.name)}${suffix}`,
@@ -65,7 +70,7 @@ export function withDatabaseEndpoints(raw: unknown): unknown {
       balance: 'first',
       panicThreshold: 0, // never route to a node that failed its role check
       onMarkedDown: 'shutdown-sessions',
-      healthCheck: check('/primary'),
+      healthCheck: check('/primary', 1),
       servers: nodes.map((n) => server(n)),
     },
     {
@@ -75,7 +80,7 @@ export function withDatabaseEndpoints(raw: unknown): unknown {
       onMarkedDown: 'shutdown-sessions',
       onMarkedUp: 'shutdown-backup-sessions',
       allBackups: false,
-      healthCheck: check(`/replica?maxLag=${maxLag}`),
+      healthCheck: check(`/replica?maxLag=${maxLag}`, 3),
       servers: [
         ...nodes.map((n) => server(n)),
         ...nodes.map((n) => ({ ...server(n, '-as-primary', true), checkPath: '/primary' })),
