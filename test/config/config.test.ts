@@ -116,6 +116,15 @@ describe('config validation', () => {
     ]);
   });
 
+  test('database endpoints: the writer leaves a node at its first failed check, the reader at its third', () => {
+    const c = validateConfig(base());
+    const check = (name: string) => c.backends.find((b) => b.name === name)!.healthCheck;
+    assert.deepEqual([check('db-writer').fall, check('db-writer').path], [1, '/primary']);
+    assert.equal(check('db-reader').fall, 3);
+    assert.match(check('db-reader').path, /^\/replica\?maxLag=/);
+    for (const name of ['db-writer', 'db-reader']) assert.equal(check(name).timeout, 500);
+  });
+
   test('duplicate server name', () => {
     const raw = base();
     raw['servers'][1].name = 'web-01';
