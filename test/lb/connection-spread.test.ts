@@ -85,6 +85,40 @@ async function workerPids(handle: LoadBalancerHandle): Promise<[number, number]>
 }
 
 /**
+ * BURST connections to `port`, each sending `first(i)` as soon as it is connected: the sockets,
+ * what each received so far, and whether each has closed (all destroyed after the test).
+ */
+async function openBurst(
+  t: TestContext,
+  port: number,
+  first: (i: number) => string,
+): Promise<{ sockets: Socket[]; replies: string[]; closed: boolean[] }> {
+  const replies: string[] = Array.from({ length: BURST }, () => '');
+  const closed: boolean[] = Array.from({ length: BURST }, () => false);
+  const sockets = await Promise.all(
+    Array.from(
+      { length: BURST },
+      (_, i) =>
+        new Promise<Socket>((resolve, reject) => {
+          const s = connect(port, '127.0.0.1', () => {
+            s.write(first(i));
+            resolve(s);
+          });
+          s.setEncoding('latin1');
+          s.on('data', (d: string) => (replies[i] += d));
+          s.on('error', () => {});
+          s.on('close', () => (closed[i] = true));
+          s.once('error', reject);
+        }),
+    ),
+  );
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+  });
+  return { sockets, replies, closed };
+}
+
+/**
  * Stops worker 2, opens BURST connections to `port` that each send `first(i)` at once, lets worker
  * 1 take them all from the socket, then resumes worker 2. Returns the sockets and what each
  * received, collected until `done` holds for it.
@@ -102,25 +136,7 @@ async function burstWhileOneWorkerStopped(
   t.after(() => {
     if (!resumed) process.kill(second, 'SIGCONT');
   });
-  const replies: string[] = Array.from({ length: BURST }, () => '');
-  const sockets = await Promise.all(
-    Array.from(
-      { length: BURST },
-      (_, i) =>
-        new Promise<Socket>((resolve, reject) => {
-          const s = connect(port, '127.0.0.1', () => {
-            s.write(first(i));
-            resolve(s);
-          });
-          s.setEncoding('latin1');
-          s.on('data', (d: string) => (replies[i] += d));
-          s.once('error', reject);
-        }),
-    ),
-  );
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-  });
+  const { sockets, replies } = await openBurst(t, port, first);
   // Worker 1 accepts every connection (worker 2 cannot) and hands over those beyond its share.
   await sleep(500);
   process.kill(second, 'SIGCONT');
@@ -198,28 +214,11 @@ test('connections handed over to a worker that dies before it takes them are ser
   const { lb } = await httpLb(t, true);
   const [, second] = await workerPids(lb.handle);
   process.kill(second, 'SIGSTOP');
-  const replies: string[] = Array.from({ length: BURST }, () => '');
-  const closed: boolean[] = Array.from({ length: BURST }, () => false);
-  const sockets = await Promise.all(
-    Array.from(
-      { length: BURST },
-      (_, i) =>
-        new Promise<Socket>((resolve, reject) => {
-          const s = connect(lb.port, '127.0.0.1', () => {
-            s.write(`GET /orphan/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`);
-            resolve(s);
-          });
-          s.setEncoding('latin1');
-          s.on('data', (d: string) => (replies[i] += d));
-          s.on('error', () => {});
-          s.on('close', () => (closed[i] = true));
-          s.once('error', reject);
-        }),
-    ),
+  const { replies, closed } = await openBurst(
+    t,
+    lb.port,
+    (i) => `GET /orphan/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`,
   );
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-  });
   // Worker 1 takes them all and hands its extra ones over; they queue for worker 2, stopped.
   await sleep(500);
   process.kill(second, 'SIGKILL');
