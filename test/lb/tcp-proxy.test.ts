@@ -50,51 +50,65 @@ test(
   },
 );
 
+/**
+ * Writes `payload` to `socket` in 64 KiB chunks as fast as the socket takes them, then ends it;
+ * `flushed()` counts the bytes handed to the kernel so far.
+ */
+function pumpAll(socket: Socket, payload: Buffer): { flushed: () => number } {
+  let flushed = 0;
+  let offset = 0;
+  const pump = (): void => {
+    while (offset < payload.length) {
+      const chunk = payload.subarray(offset, offset + 65536);
+      offset += chunk.length;
+      const more = socket.write(chunk, (err) => {
+        if (!err) flushed += chunk.length;
+      });
+      if (!more) {
+        socket.once('drain', pump);
+        return;
+      }
+    }
+    socket.end();
+  };
+  pump();
+  return { flushed: () => flushed };
+}
+
+/** Waits until `flushed()` stops growing (the writer is held back); returns where it stopped. */
+async function heldBack(flushed: () => number): Promise<number> {
+  let last = -1;
+  let still = 0;
+  await waitFor(
+    'the writer to be held back',
+    () => {
+      const now = flushed();
+      still = now === last && now > 0 ? still + 1 : 0;
+      last = now;
+      return still >= 6;
+    },
+    { timeout: 10_000, interval: 50 },
+  );
+  return last;
+}
+
 test(
   'backpressure: a client that does not read holds the server back; nothing is lost',
   { timeout: T },
   async (t) => {
     const size = 48 * 1024 * 1024;
     const payload = randomBytes(size);
-    // The server writes 64 KiB chunks as fast as its socket takes them; `flushed` counts the ones
-    // handed to the kernel.
-    let flushed = 0;
+    let source: { flushed: () => number } | undefined;
     const backend = await startRawBackend(t, 'source', (socket) => {
-      socket.once('data', () => {
-        let offset = 0;
-        const pump = (): void => {
-          while (offset < size) {
-            const chunk = payload.subarray(offset, offset + 65536);
-            offset += chunk.length;
-            const more = socket.write(chunk, (err) => {
-              if (!err) flushed += chunk.length;
-            });
-            if (!more) {
-              socket.once('drain', pump);
-              return;
-            }
-          }
-          socket.end();
-        };
-        pump();
-      });
+      socket.once('data', () => (source = pumpAll(socket, payload)));
     });
     const lb = await startTcpLb(t, { servers: [{ name: 'source', port: backend.port }] });
     const client = connect({ host: '127.0.0.1', port: lb.port });
     t.after(() => client.destroy());
     client.pause();
     client.write('go');
-    let last = -1;
-    let still = 0;
-    await waitFor(
-      'the server to be held back',
-      () => {
-        still = flushed === last && flushed > 0 ? still + 1 : 0;
-        last = flushed;
-        return still >= 6;
-      },
-      { timeout: 10_000, interval: 50 },
-    );
+    await waitFor('the server to start sending', () => source !== undefined);
+    const last = await heldBack(source!.flushed);
     // Kernel buffers on loopback hold a few MiB; a proxy that buffered in memory would take it all.
     assert.ok(last < size / 2, `the proxy took ${last} of ${size} bytes from the server`);
     const chunks: Buffer[] = [];
@@ -103,6 +117,29 @@ test(
     client.resume();
     await ended;
     const got = Buffer.concat(chunks);
+    assert.equal(got.length, size);
+    assert.equal(sha256(got), sha256(payload));
+  },
+);
+
+test(
+  'backpressure the other way: a server that does not read holds the client back; nothing is lost',
+  { timeout: T },
+  async (t) => {
+    const size = 48 * 1024 * 1024;
+    const payload = randomBytes(size);
+    // Every connection the server gets (health checks too) is left unread until told.
+    const backend = await startRawBackend(t, 'sink', (socket) => socket.pause());
+    const lb = await startTcpLb(t, { servers: [{ name: 'sink', port: backend.port }] });
+    const client = connect({ host: '127.0.0.1', port: lb.port, allowHalfOpen: true });
+    client.on('error', () => client.destroy());
+    t.after(() => client.destroy());
+    const writer = pumpAll(client, payload);
+    const last = await heldBack(writer.flushed);
+    assert.ok(last < size / 2, `the proxy took ${last} of ${size} bytes from the client`);
+    for (const s of backend.sockets) s.resume();
+    await waitFor('every byte at the server', () => backend.all().length >= size, { timeout: 15_000 });
+    const got = backend.all();
     assert.equal(got.length, size);
     assert.equal(sha256(got), sha256(payload));
   },

@@ -2,7 +2,7 @@
  * TCP mode (layer 4): each client connection is piped, byte for byte, to one server of the
  * frontend's backend. Nothing is parsed, so any protocol passes (PostgreSQL, MySQL, Redis, TLS, …).
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
@@ -11,6 +11,7 @@ import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
 import { listen } from '../listen.js';
 import { handOver, listenOnHandle } from './injected.js';
+import { chunkOf, READ_BUFFER } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
 export interface TcpProxyTimeouts {
@@ -46,7 +47,14 @@ export interface ServerPicker {
 /** The session a client or server socket belongs to, and the server an upstream socket goes to. */
 const kSession = Symbol('tandem.tcpSession');
 const kServer = Symbol('tandem.tcpServer');
-type Tagged = Socket & { [kSession]?: TcpSession; [kServer]?: UpstreamServer };
+/** The socket reads into READ_BUFFER (its data comes to a callback, not as 'data' events). */
+const kUserBuffer = Symbol('tandem.tcpUserBuffer');
+type Tagged = Socket & { [kSession]?: TcpSession; [kServer]?: UpstreamServer; [kUserBuffer]?: true };
+
+/** A listening socket's handle as Node's net.Server drives it: it calls onconnection per connection. */
+interface ListenWrap {
+  onconnection(this: ListenWrap, status: number, client: object | undefined): void;
+}
 
 /** One client connection on its way through the proxy, over one connect attempt or several. */
 class TcpSession {
@@ -67,12 +75,16 @@ class TcpSession {
   sid = -1;
   /** The primary was told the session is over (ServerPicker.end). */
   ended = false;
+  /** The client socket reads into the shared buffer (relay()); false: it emits 'data' (one another process accepted). */
+  readonly userBuffer: boolean;
 
   constructor(
     readonly proxy: TcpProxy,
     readonly client: Tagged,
     readonly ctx: TcpPickContext,
-  ) {}
+  ) {
+    this.userBuffer = client[kUserBuffer] === true;
+  }
 }
 
 /**
@@ -155,15 +167,46 @@ export class TcpProxy {
     const f = this.frontend;
     await listen(this.server, f.host, f.port, component);
     this.server.on('error', (err) => this.log.error(`frontend ${f.name}: ${err.message}`));
+    this.acceptWithUserBuffer();
   }
 
   /**
    * In a worker: accepts connections on `handle`, the frontend's listening socket the primary
    * shares with its workers (again, after a close()). Rejects if the socket cannot be listened on.
    */
-  listenOn(handle: object): Promise<void> {
+  async listenOn(handle: object): Promise<void> {
     this.closing = false;
-    return listenOnHandle(this.server, handle, this.frontend, this.log);
+    await listenOnHandle(this.server, handle, this.frontend, this.log);
+    this.acceptWithUserBuffer();
+  }
+
+  /**
+   * Makes the sockets of the connections the server accepts from now on read into READ_BUFFER:
+   * the server's listening handle gives each accepted connection to this proxy, which makes the
+   * socket itself (net.Server cannot be asked for that) and serves it as the server's own. Until
+   * its server connection is up, the socket does not read (the server's pauseOnConnect).
+   */
+  private acceptWithUserBuffer(): void {
+    const wrap = (this.server as { _handle?: ListenWrap | null })._handle;
+    if (wrap == null) return;
+    const accept = wrap.onconnection;
+    const server = this.server;
+    wrap.onconnection = function (this: ListenWrap, status, handle) {
+      if (status !== 0 || handle === undefined) {
+        accept.call(this, status, handle); // reported as net.Server does
+        return;
+      }
+      const socket = new Socket({
+        handle,
+        allowHalfOpen: true,
+        pauseOnCreate: true,
+        readable: true,
+        writable: true,
+        onread: { buffer: READ_BUFFER, callback: onClientRead },
+      } as SocketConstructorOpts) as Tagged;
+      socket[kUserBuffer] = true;
+      handOver(server, socket, { allowHalfOpen: true, noDelay: true });
+    };
   }
 
   private readonly onConnection = (socket: Socket): void => {
@@ -260,7 +303,13 @@ function attempt(session: TcpSession, assigned?: UpstreamServer): void {
   session.timedOut = false;
   server.inFlight++;
   server.totalConnections++;
-  const up = connect({ host: server.host, port: server.port, allowHalfOpen: true, noDelay: true }) as Tagged;
+  const up = connect({
+    host: server.host,
+    port: server.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    onread: { buffer: READ_BUFFER, callback: onUpstreamRead },
+  }) as Tagged;
   up[kSession] = session;
   up[kServer] = server;
   session.upstream = up;
@@ -291,9 +340,58 @@ function onUpstreamConnect(this: Tagged): void {
   const client = session.client;
   client.setTimeout(session.proxy.timeouts.idleTimeout);
   client.on('timeout', onIdle);
-  // pipe() ends the destination when the source ends (a FIN is passed on) and handles backpressure.
-  client.pipe(this);
-  this.pipe(client);
+  // Bytes flow through onClientRead (or onClientData) and onUpstreamRead; an end (a FIN) is passed
+  // on. Flowing mode is what makes a socket emit 'end' (the data itself never enters its stream).
+  this.on('end', onUpstreamEnd);
+  client.on('end', onClientEnd);
+  if (!session.userBuffer) client.on('data', onClientData);
+  this.resume();
+  client.resume();
+}
+
+/** A chunk from the server (`this`), in READ_BUFFER: on to the client. */
+function onUpstreamRead(this: Tagged, n: number): boolean {
+  return relay(this, this[kSession]!.client, chunkOf(n));
+}
+
+/** A chunk from the client (`this`), in READ_BUFFER: on to the server. */
+function onClientRead(this: Tagged, n: number): boolean {
+  return relay(this, this[kSession]!.upstream, chunkOf(n));
+}
+
+/** A chunk from a client socket that emits 'data' (one another process accepted): on to the server. */
+function onClientData(this: Tagged, chunk: Buffer): void {
+  if (!relay(this, this[kSession]!.upstream, chunk)) this.pause();
+}
+
+/**
+ * Writes `chunk`, read from `from`, to `to`. False when `to` holds back (its buffer is full):
+ * `from` stops reading (a false return does it for a user-buffer read) until `to` drains. A chunk
+ * for a side already destroyed is dropped: the session is closing.
+ */
+function relay(from: Tagged, to: Tagged | undefined, chunk: Buffer): boolean {
+  if (to === undefined || to.destroyed || to.writableEnded) return true;
+  if (to.write(chunk)) return true;
+  to.once('drain', from === to[kSession]!.client ? resumeClient : resumeUpstream);
+  return false;
+}
+
+/** The client drained (`this`): the server's side reads again. */
+function resumeUpstream(this: Tagged): void {
+  this[kSession]!.upstream?.resume();
+}
+
+/** The server drained (`this`): the client's side reads again. */
+function resumeClient(this: Tagged): void {
+  this[kSession]!.client.resume();
+}
+
+function onUpstreamEnd(this: Tagged): void {
+  this[kSession]!.client.end();
+}
+
+function onClientEnd(this: Tagged): void {
+  this[kSession]!.upstream?.end();
 }
 
 /** No byte either way for the idle timeout: both sides are closed. */

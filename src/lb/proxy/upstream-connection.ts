@@ -7,6 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { type HttpParser, prepareParseError, releaseParser, responseParser } from './http-parser.js';
+import { chunkOf, READ_BUFFER } from './read-buffer.js';
 
 /** Whoever sends a request over the connection: the proxy's exchange. */
 export interface ConnectionUser {
@@ -64,12 +65,18 @@ export class UpstreamConnection {
     port: number,
     private readonly home: ConnectionHome,
   ) {
-    const socket = connect({ host, port, noDelay: true }) as TaggedSocket;
+    const socket = connect({
+      host,
+      port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: onRead },
+    }) as TaggedSocket;
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
     socket[kConn] = this;
     socket.on('connect', onConnect);
-    socket.on('data', onData);
     socket.on('end', onEnd);
+    // Flowing, so that the end is emitted (the data itself comes to onRead, never to the stream).
+    socket.resume();
     socket.on('error', onError);
     socket.on('close', onClose);
     this.socket = socket;
@@ -233,8 +240,10 @@ function onConnect(this: TaggedSocket): void {
   conn.user?.upstreamConnected(conn);
 }
 
-function onData(this: TaggedSocket, chunk: Buffer): void {
-  this[kConn]!.received(chunk);
+/** `n` bytes read into READ_BUFFER. */
+function onRead(this: TaggedSocket, n: number): boolean {
+  this[kConn]!.received(chunkOf(n));
+  return true;
 }
 
 function onEnd(this: TaggedSocket): void {
