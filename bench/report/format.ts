@@ -13,6 +13,18 @@ export function formatMs(n: number | undefined): string {
   return n.toFixed(0);
 }
 
+/**
+ * The lowest and highest of `values`: `7,518–8,887`; one value alone, or `–` for none. How far
+ * apart a point's runs were, so that a difference within it is read as noise.
+ */
+export function formatRange(values: readonly number[]): string {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return '–';
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  return Math.round(lo) === Math.round(hi) ? formatCount(lo) : `${formatCount(lo)}–${formatCount(hi)}`;
+}
+
 /** A ratio: `0.83×`. */
 export function formatRatio(n: number | undefined): string {
   return n === undefined || !Number.isFinite(n) ? '–' : `${n.toFixed(2)}×`;

@@ -5,6 +5,8 @@ import { idleTable, pointsTable, readerTable, renderMarkdown, targetsTable } fro
 
 /** Explains the columns of the points tables. */
 export const COLUMNS_NOTE =
+  '`req/s`: the median of the measured runs; `runs min–max`: the slowest and the fastest of them (on a ' +
+  'shared machine a gap within that spread is noise). ' +
   '`× HAProxy`: requests/s ÷ HAProxy `mode http`’s at the same point (TCP contenders: ÷ HAProxy `mode tcp`’s). ' +
   'Latencies are the medians over the runs of each run’s percentile. `proxy CPU`: user + system CPU time of ' +
   'the proxy’s processes per run, as a share of one core (200 % = two cores). `peak RSS`: peak resident ' +

@@ -1,7 +1,7 @@
 /** The result tables, as aligned text for the terminal and as Markdown for the .md file. */
 import { describe as describeReaderPoint, type ReaderResults } from '../db/reader-endpoint.js';
 import type { BenchResults, PointResult } from '../results.js';
-import { formatCount, formatMs, formatRatio, formatUnit } from './format.js';
+import { formatCount, formatMs, formatRange, formatRatio, formatUnit } from './format.js';
 
 /** A table: header, rows, and which columns are numbers (right-aligned). */
 export interface Table {
@@ -14,6 +14,7 @@ const POINT_HEADER = [
   'contender',
   'conns',
   'req/s',
+  'runs min–max',
   '× HAProxy',
   'p50 ms',
   'p99 ms',
@@ -22,7 +23,7 @@ const POINT_HEADER = [
   'proxy CPU',
   'peak RSS',
 ];
-const POINT_NUMERIC = [false, true, true, true, true, true, true, true, true, true];
+const POINT_NUMERIC = [false, true, true, true, true, true, true, true, true, true, true];
 
 /** The table of one case: a row per point, by concurrency, then in contender order. */
 export function pointsTable(results: BenchResults, caseId: string): Table {
@@ -37,11 +38,24 @@ export function pointsTable(results: BenchResults, caseId: string): Table {
 
 function pointRow(label: string, p: PointResult): string[] {
   if (p.failed)
-    return [label, String(p.connections), `failed: ${p.failed.split('\n')[0]}`, '', '', '', '', '', '', ''];
+    return [
+      label,
+      String(p.connections),
+      `failed: ${p.failed.split('\n')[0]}`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+    ];
   return [
     label,
     String(p.connections),
     formatCount(p.rps),
+    formatRange(p.runs.map((r) => r.rps)),
     formatRatio(p.ratio),
     formatMs(p.latencyMs.p50),
     formatMs(p.latencyMs.p99),

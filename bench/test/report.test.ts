@@ -89,3 +89,21 @@ test('the Markdown report links the chart, has a table per case and lists what w
     /plus the primary process\); `spreadConnections: true` \(`--tandem-spread`\)\n/,
   );
 });
+
+test('a point shows the median of its runs and how far apart they were', () => {
+  const r = results();
+  const run = (rps: number) => ({ ...r.points[0]!.runs[0]!, rps, requests: rps });
+  r.points = [summarizeRuns('tandem-l7', 'small', 16, [run(9_100), run(7_518), run(8_887)])];
+  const md = renderMarkdownReport(r, 'chart.svg');
+  const row = md.split('\n').find((l) => l.startsWith('| Tandem'));
+  assert.ok(row, md);
+  const cells = row.split('|').map((c) => c.trim());
+  assert.equal(cells[3], '8,887');
+  assert.equal(cells[4], '7,518–9,100');
+  assert.match(md, /`runs min–max`: the slowest and the fastest/);
+  r.points = [summarizeRuns('tandem-l7', 'small', 16, [run(9_100)])];
+  const one = renderMarkdownReport(r, 'chart.svg')
+    .split('\n')
+    .find((l) => l.startsWith('| Tandem'))!;
+  assert.equal(one.split('|').map((c) => c.trim())[4], '9,100');
+});
