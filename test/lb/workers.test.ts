@@ -12,7 +12,7 @@ import type { TestContext } from 'node:test';
 import { test } from 'node:test';
 import type { ResolvedConfig } from '../../src/config/load.js';
 import { startLoadBalancer } from '../../src/lb/load-balancer.js';
-import { workerExecArgv } from '../../src/lb/workers/worker-pool.js';
+import { WORKER_MALLOC_ENV, workerEnv, workerExecArgv } from '../../src/lb/workers/worker-pool.js';
 import type { LbStatus } from '../../src/lb/stats/status.js';
 import { isAlive, waitFor } from '../helpers/index.js';
 import { admin, adminPort, getVia } from './admin-fixtures.js';
@@ -188,6 +188,12 @@ test('/status, the admin API and /metrics sum the counters of every worker, and 
   for (const w of workers) {
     const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
     assert.ok(argv.includes('--max-semi-space-size=8'), `worker ${w.id} runs with a small young generation`);
+    const environ = readFileSync(`/proc/${w.pid}/environ`, 'utf8').split('\0');
+    for (const [name, value] of Object.entries(WORKER_MALLOC_ENV)) {
+      if (process.env[name] === undefined) {
+        assert.ok(environ.includes(`${name}=${value}`), `worker ${w.id} runs with ${name}=${value}`);
+      }
+    }
   }
 
   const viaAdmin = await admin(adminPort(lb.config), 'GET', '/backends/web');
@@ -308,4 +314,11 @@ test("workers get a small young generation unless the operator chose one, and no
   assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], undefined), ['--max-semi-space-size=32']);
   assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4 --trace-warnings'), []);
   assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), ['--max-semi-space-size=8']);
+});
+
+test("workers keep freed memory for glibc's malloc unless the operator set it", () => {
+  const env = workerEnv({ PATH: '/bin', MALLOC_TOP_PAD_: '0' });
+  assert.equal(env['PATH'], '/bin');
+  assert.equal(env['MALLOC_TOP_PAD_'], '0');
+  assert.equal(env['MALLOC_TRIM_THRESHOLD_'], String(32 * 1024 * 1024));
 });

@@ -10,12 +10,39 @@
  * Measured on this project's 2-core machine, a bare TCP proxy of each kind under wrk at
  * concurrency 64: 18-byte answers 25 → 21.4 µs of CPU per request; 64 KiB answers 7,800 → 14,100
  * requests/s.
+ *
+ * Large chunks go into memory that is used again (release()): a new 64 KiB buffer for every read
+ * is a malloc and a free each time, and the C library gives freed memory back to the kernel and
+ * takes it again, a page fault for every 4 KiB touched anew.
  */
-export const READ_BUFFER = Buffer.allocUnsafe(65536);
+export const READ_SIZE = 65536;
+export const READ_BUFFER = Buffer.allocUnsafe(READ_SIZE);
+
+/** Chunks at least this long are copied into recycled READ_SIZE memory. */
+const LARGE = 16384;
+/** Recycled memory kept for later chunks, at most MAX_SPARES of them. */
+const spares: ArrayBuffer[] = [];
+const MAX_SPARES = 8;
 
 /** The `n` bytes just read into READ_BUFFER, in a buffer of their own (the next read overwrites it). */
 export function chunkOf(n: number): Buffer {
-  const chunk = Buffer.allocUnsafe(n);
+  if (n < LARGE) {
+    const chunk = Buffer.allocUnsafe(n);
+    READ_BUFFER.copy(chunk, 0, 0, n);
+    return chunk;
+  }
+  const chunk = Buffer.from(spares.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE).buffer, 0, n);
   READ_BUFFER.copy(chunk, 0, 0, n);
   return chunk;
+}
+
+/**
+ * `chunk`, from chunkOf, is out (in the kernel) and nothing refers to it any more: its memory may
+ * serve a later chunk. Only for a chunk no one else was given.
+ */
+export function release(chunk: Buffer): void {
+  const memory = chunk.buffer;
+  if (memory.byteLength === READ_SIZE && chunk.byteOffset === 0 && spares.length < MAX_SPARES) {
+    spares.push(memory as ArrayBuffer);
+  }
 }

@@ -11,7 +11,7 @@ import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
 import { listen } from '../listen.js';
 import { handOver, listenOnHandle } from './injected.js';
-import { chunkOf, READ_BUFFER } from './read-buffer.js';
+import { chunkOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
 export interface TcpProxyTimeouts {
@@ -371,7 +371,11 @@ function onClientData(this: Tagged, chunk: Buffer): void {
  */
 function relay(from: Tagged, to: Tagged | undefined, chunk: Buffer): boolean {
   if (to === undefined || to.destroyed || to.writableEnded) return true;
-  if (to.write(chunk)) return true;
+  if (to.write(chunk)) {
+    // Nothing queued: the kernel took the whole chunk, so its memory may serve the next one.
+    if (to.writableLength === 0) release(chunk);
+    return true;
+  }
   to.once('drain', from === to[kSession]!.client ? resumeClient : resumeUpstream);
   return false;
 }

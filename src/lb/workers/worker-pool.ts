@@ -69,6 +69,29 @@ export function workerExecArgv(parent: readonly string[], nodeOptions: string | 
   return chosen ? args : [...args, `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`];
 }
 
+/**
+ * glibc's malloc settings for a worker (environment variables the C library reads at start):
+ * keep up to 32 MiB of freed memory at the top of the heap instead of giving it back to the
+ * kernel past 128 KiB, and grow it 8 MiB at a time. A worker relaying large answers allocates and
+ * frees many 64 KiB buffers (its own read copies, node:http's and the parser's); with glibc's
+ * defaults each garbage collection frees tens of MiB at once, glibc returns it, and the next
+ * buffers fault it back in page by page. Measured on 2 cores, Tandem L7 with 64 KiB answers at
+ * concurrency 64: 1 to 8 page faults per request and 4,700 to 8,800 requests/s (the worst runs at
+ * 300 µs of CPU per request), against 0.01 to 0.1 faults and 9,300 to 10,400 requests/s with these
+ * settings. A value the operator set in the environment is kept.
+ */
+export const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = {
+  MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024),
+  MALLOC_TOP_PAD_: String(8 * 1024 * 1024),
+};
+
+/** The environment of a worker: the primary's, with WORKER_MALLOC_ENV where it sets none. */
+export function workerEnv(parent: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env = { ...parent };
+  for (const [name, value] of Object.entries(WORKER_MALLOC_ENV)) env[name] ??= value;
+  return env;
+}
+
 /** One worker slot and the process in it now. */
 class LbWorker {
   state: WorkerState = 'forked';
@@ -343,6 +366,7 @@ export class WorkerPool {
     const child = fork(WORKER_SCRIPT, [], {
       serialization: 'advanced',
       execArgv: workerExecArgv(process.execArgv, process.env['NODE_OPTIONS']),
+      env: workerEnv(process.env),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const w = new LbWorker(slot, child);
