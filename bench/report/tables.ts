@@ -23,7 +23,7 @@ const POINT_HEADER = [
   'proxy CPU',
   'peak RSS',
 ];
-const POINT_NUMERIC = [false, true, true, true, true, true, true, true, true, true, true];
+const POINT_NUMERIC = POINT_HEADER.map((_, i) => i > 0);
 
 /** The table of one case: a row per point, by concurrency, then in contender order. */
 export function pointsTable(results: BenchResults, caseId: string): Table {
@@ -42,14 +42,7 @@ function pointRow(label: string, p: PointResult): string[] {
       label,
       String(p.connections),
       `failed: ${p.failed.split('\n')[0]}`,
-      '',
-      '',
-      '',
-      '',
-      '',
-      '',
-      '',
-      '',
+      ...new Array<string>(POINT_HEADER.length - 3).fill(''),
     ];
   return [
     label,
