@@ -167,8 +167,13 @@ export async function startHoldingBackend(t: TestContext, name: string): Promise
     });
   });
   backend.server = server;
+  backend.port = await serveForTest(t, server);
+  return backend;
+}
+
+/** Listens with `server` on a free port of 127.0.0.1 (returned); closed, connections and all, after the test. */
+export async function serveForTest(t: TestContext, server: Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  backend.port = (server.address() as { port: number }).port;
   t.after(
     () =>
       new Promise<void>((resolve) => {
@@ -176,5 +181,5 @@ export async function startHoldingBackend(t: TestContext, name: string): Promise
         server.closeAllConnections();
       }),
   );
-  return backend;
+  return (server.address() as { port: number }).port;
 }

@@ -1,7 +1,7 @@
 /**
  * Node's own HTTP/1.x parser (llhttp, through the `_http_common` module node:http is built on),
- * for the proxy's upstream connections: the same strict parser node:http's client uses, without
- * the client's per-request objects around it (see upstream-connection.ts).
+ * for both sides of the HTTP proxy: the same strict parser node:http uses, without its per-request
+ * objects around it (see client-connection.ts and upstream-connection.ts).
  */
 import { createRequire } from 'node:module';
 
@@ -38,11 +38,16 @@ export interface HttpParser {
   finish(): number | Error | undefined;
   remove(): void;
   close(): void;
+  /** The headers of the current message are all in (false from a message's first byte to its headers' end, and before any message). */
+  headersCompleted(): boolean;
+  /** Milliseconds since the current message began (or since the parser was initialized). */
+  duration(): number;
   [slot: number]: unknown;
 }
 
 interface HttpParserClass {
   new (): HttpParser;
+  readonly REQUEST: number;
   readonly RESPONSE: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
@@ -53,6 +58,7 @@ interface HttpParserClass {
 
 const common = createRequire(import.meta.url)('_http_common') as {
   HTTPParser: HttpParserClass;
+  methods: string[];
   prepareError(err: Error, parser: HttpParser, raw: Buffer | undefined): void;
 };
 const { HTTPParser } = common;
@@ -62,13 +68,30 @@ const RESOURCE = {};
 
 /** A parser of HTTP responses with `callbacks`, strict (no lenient flags), Node's default header size limit. */
 export function responseParser(callbacks: HttpParserCallbacks): HttpParser {
+  return newParser(HTTPParser.RESPONSE, 0, callbacks);
+}
+
+/**
+ * A parser of HTTP requests with `callbacks`, strict (no lenient flags): a request line and header
+ * section over `maxHeaderSize` bytes fail with HPE_HEADER_OVERFLOW.
+ */
+export function requestParser(callbacks: HttpParserCallbacks, maxHeaderSize: number): HttpParser {
+  return newParser(HTTPParser.REQUEST, maxHeaderSize, callbacks);
+}
+
+function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {
   const parser = new HTTPParser();
-  parser.initialize(HTTPParser.RESPONSE, RESOURCE, 0, HTTPParser.kLenientNone);
+  parser.initialize(type, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
   parser[HTTPParser.kOnHeaders] = callbacks.onHeaders;
   parser[HTTPParser.kOnHeadersComplete] = callbacks.onHeadersComplete;
   parser[HTTPParser.kOnBody] = callbacks.onBody;
   parser[HTTPParser.kOnMessageComplete] = callbacks.onMessageComplete;
   return parser;
+}
+
+/** The name of llhttp's method number `n`. */
+export function methodName(n: number): string {
+  return common.methods[n] ?? 'GET';
 }
 
 /** Gives a parse error its message (`Parse Error: Expected HTTP/`), as node:http does. */

@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
@@ -7,12 +6,21 @@ import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import { clientResponseHeaders, requestHead, sendsChunked, upstreamRequestHeaders } from './headers.js';
+import { LAST_CHUNK, writeChunk } from './chunked.js';
 import { limitMessage, limitStatus } from './limits.js';
 import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
 import { listen } from '../listen.js';
-import { handOver, listenOnHandle, serveHandedOver } from './injected.js';
-import { guardServer, guardUpgrade, rejectMalformed } from './request-guard.js';
+import { acceptWithUserBuffer, handOver, listenOnHandle } from './injected.js';
+import { READ_BUFFER } from './read-buffer.js';
+import { guardUpgrade, rejectMalformed } from './request-guard.js';
+import {
+  ClientConnection,
+  onClientRead,
+  type ClientHandler,
+  type FrontRequest,
+  type RequestOwner,
+} from './client-connection.js';
 import type { ProxyOptions } from './proxy-options.js';
 import { atMaxConn, type QueuedRequest, type QueueRejection, type RequestQueue } from './queue.js';
 import { requestIdFor } from './request-id.js';
@@ -38,7 +46,7 @@ export interface ProxyTimeouts {
   tunnelTimeout: number;
 }
 
-/** The exchange a client response, client request or upstream socket belongs to. */
+/** The exchange an upstream socket belongs to while its request body waits for a drain. */
 const kExchange = Symbol('tandem.exchange');
 type Tagged<T> = T & { [kExchange]?: Exchange | undefined };
 
@@ -47,7 +55,7 @@ type Tagged<T> = T & { [kExchange]?: Exchange | undefined };
  * user of the upstream connection of its current attempt (upstream-connection.ts), which calls it
  * back with the response's head, body and end.
  */
-class Exchange implements QueuedRequest, ConnectionUser {
+class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   /** The server of the current attempt. */
   server: UpstreamServer;
   /** The connection of the current attempt; undefined once released or abandoned. */
@@ -90,8 +98,8 @@ class Exchange implements QueuedRequest, ConnectionUser {
 
   constructor(
     readonly proxy: HttpProxy,
-    readonly req: Tagged<IncomingMessage>,
-    readonly res: Tagged<ServerResponse>,
+    /** The client's request, and its response. */
+    readonly req: FrontRequest,
     /** The request line and header section sent to the server, built once for every attempt. */
     readonly head: string,
     readonly hasBody: boolean,
@@ -139,7 +147,7 @@ class Exchange implements QueuedRequest, ConnectionUser {
     const headers = clientResponseHeaders(rawHeaders, proxy.closing, options.requestIdHeader, this.requestId);
     this.sticky?.addSetCookie(headers, this.cookieServer, server);
     try {
-      this.res.writeHead(status, message, headers);
+      this.req.writeHead(status, message, headers);
     } catch (err) {
       server.failures++;
       proxy.log.warn(
@@ -156,26 +164,29 @@ class Exchange implements QueuedRequest, ConnectionUser {
   /** ConnectionUser: a 1xx before the final answer; a 100 Continue goes to the client that expects it. */
   upstreamInformational(conn: UpstreamConnection, status: number): void {
     if (status !== 100 || conn !== this.conn || this.done) return;
-    if (!this.expectContinue || this.sent100 || this.res.headersSent) return;
+    if (!this.expectContinue || this.sent100 || this.req.headersSent) return;
     this.sent100 = true;
-    this.res.writeContinue();
+    this.req.writeContinue();
   }
 
   /** ConnectionUser: a chunk of the response body, with backpressure from the client. */
   upstreamBody(conn: UpstreamConnection, chunk: Buffer): void {
     if (conn !== this.conn || this.done) return;
-    if (!this.res.write(chunk)) {
-      conn.socket.pause();
-      this.res.once('drain', onClientDrain);
-    }
+    if (!this.req.write(chunk)) conn.socket.pause();
+  }
+
+  /** RequestOwner: the client took what was written: the server's response may flow again. */
+  clientDrain(): void {
+    this.conn?.socket.resume();
   }
 
   /** ConnectionUser: the whole response is in. */
   upstreamComplete(conn: UpstreamConnection): void {
     if (conn !== this.conn) return;
     this.complete = true;
-    if (!this.done) this.res.end();
+    // Released first: the end of the response ends the exchange (clientDone).
     this.release();
+    if (!this.done) this.req.end();
   }
 
   /** ConnectionUser: the attempt failed (error, timeout, close) before the whole response came. */
@@ -197,7 +208,7 @@ class Exchange implements QueuedRequest, ConnectionUser {
     const conn = this.conn;
     if (conn === undefined || !this.complete) return;
     if (!this.requestDone) {
-      stopBody(this);
+      this.req.stopBody();
       this.abandon();
       return;
     }
@@ -216,14 +227,71 @@ class Exchange implements QueuedRequest, ConnectionUser {
     this.conn = undefined;
     conn?.destroy();
   }
+
+  /**
+   * RequestOwner: a chunk of the request body: to the server (chunk-encoded when it came chunked),
+   * with backpressure; the server timer starts again, and maxBodySize is enforced.
+   */
+  clientBody(_req: FrontRequest, chunk: Buffer): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.timer?.refresh();
+    const max = this.proxy.options.maxBodySize;
+    if (max !== undefined) {
+      this.bodyBytes += chunk.length;
+      // Checked before the chunk is sent: a chunk past maxBodySize never is.
+      if (this.bodyBytes > max) {
+        bodyTooLarge(this, max);
+        return;
+      }
+    }
+    const socket = conn.socket as Tagged<Socket>;
+    // An empty chunk would end a chunked body.
+    if (chunk.length === 0) return;
+    if (!(this.chunked ? writeChunk(socket, chunk) : socket.write(chunk))) {
+      this.req.pause();
+      socket[kExchange] = this;
+      socket.once('drain', onUpstreamDrain);
+    }
+  }
+
+  /** RequestOwner: the request body is all in: its end goes to the server; the connection may be released. */
+  clientBodyEnd(): void {
+    const conn = this.conn;
+    if (conn === undefined || this.requestDone) return;
+    if (this.chunked) conn.socket.write(LAST_CHUNK, 'latin1');
+    this.requestDone = true;
+    this.release();
+  }
+
+  /**
+   * RequestOwner: the client side is over (response sent, or connection lost): account, and
+   * abandon the upstream side if unfinished.
+   */
+  clientDone(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    // A request that waited in the queue holds a server slot only once dispatched.
+    if (this.queue === undefined) this.server.inFlight--;
+    else if (this.waiting) this.queue.remove(this);
+    const proxy = this.proxy;
+    proxy.backend.latency?.observe((performance.now() - this.startedAt) / 1000);
+    // A connection still attached carries an unfinished exchange: it cannot be reused.
+    this.abandon();
+    proxy.slotFreed();
+  }
 }
 
 const TEXT = 'text/plain; charset=utf-8';
-/** What node:http's server sets on the connections it accepts. */
+/** How the frontend's connections are set up (half-open: a client's FIN does not cut its response). */
 const HTTP_SOCKET = { allowHalfOpen: true, noDelay: true };
+/** `Expect` values other than this get a 417. */
+const CONTINUE = /^100-continue$/i;
 /** A request target with characters that cannot go on a request line. */
 const UNSENDABLE_TARGET = /[^\u0021-\u00ff]/;
 const BAD_GATEWAY = Buffer.from('502 Bad Gateway: the server failed to answer\n');
+const EXPECTATION_FAILED = Buffer.from('417 Expectation Failed: only 100-continue is supported\n');
 const GATEWAY_TIMEOUT = Buffer.from('504 Gateway Timeout: the server did not answer in time\n');
 
 /**
@@ -243,8 +311,12 @@ const GATEWAY_TIMEOUT = Buffer.from('504 Gateway Timeout: the server did not ans
  * `Expect: 100-continue` is passed to the server and its 100 relayed; Upgrade requests are
  * tunnelled (upgrade.ts); `Forwarded` and the request id header are added (headers.ts).
  */
-export class HttpProxy {
+export class HttpProxy implements ClientHandler {
   readonly server: Server;
+  /** Open client connections (not upgraded ones). */
+  private readonly connections = new Set<ClientConnection>();
+  /** Checks the headers and keep-alive timeouts of every connection. */
+  private sweep: NodeJS.Timeout | undefined = undefined;
   /** Set by close(): responses ask the client to close its connection. */
   closing = false;
   private unavailableBody: Buffer;
@@ -252,8 +324,6 @@ export class HttpProxy {
   readonly upgrades: UpgradeHandler;
   private tooLargeBody: Buffer;
   private tooManyHeadersBody: Buffer;
-  /** Set while onCheckContinue hands a request to onRequest. */
-  private expectingContinue = false;
   /** Serves connections another process accepted (handOver) instead of listening itself. */
   private handedOver = false;
 
@@ -272,25 +342,9 @@ export class HttpProxy {
     );
     this.tooLargeBody = Buffer.from(limitMessage(413, options));
     this.tooManyHeadersBody = Buffer.from(limitMessage(431, options));
-    this.server = createServer(
-      {
-        // Node's parser answers 431 past it (request line and headers) and 408 past headersTimeout,
-        // checked every tenth of it (at most every second); requestTimeout would also time bodies.
-        maxHeaderSize: options.maxHeaderSize,
-        headersTimeout: timeouts.headersTimeout,
-        requestTimeout: 0,
-        connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(timeouts.headersTimeout / 10))),
-      },
-      this.onRequest,
-    );
-    this.server.keepAliveTimeout = timeouts.keepAliveTimeout;
-    // Node trims req.headers past this count (rawHeaders stay whole); one more than the limit
-    // keeps req.headers whole for every request that passes it.
-    this.server.maxHeadersCount = options.maxHeaders + 1;
-    this.server.on('checkContinue', this.onCheckContinue);
+    this.server = createServer(HTTP_SOCKET, this.onConnection);
     this.upgrades = new UpgradeHandler(this);
-    this.server.on('upgrade', guardUpgrade(this.upgrades.onUpgrade));
-    guardServer(this.server);
+    this.onUpgrade = guardUpgrade(this.upgrades.onUpgrade);
   }
 
   /**
@@ -306,12 +360,45 @@ export class HttpProxy {
     );
     this.tooLargeBody = Buffer.from(limitMessage(413, options));
     this.tooManyHeadersBody = Buffer.from(limitMessage(431, options));
-    const server = this.server as Server & { maxHeaderSize?: number };
-    server.keepAliveTimeout = timeouts.keepAliveTimeout;
-    server.headersTimeout = timeouts.headersTimeout;
-    server.maxHeadersCount = options.maxHeaders + 1;
-    // Node reads it for each new connection's parser.
-    server.maxHeaderSize = options.maxHeaderSize;
+    if (this.sweep !== undefined) {
+      clearInterval(this.sweep);
+      this.sweep = undefined;
+      this.startSweep();
+    }
+  }
+
+  /** Seconds for the Keep-Alive header (ClientHandler). */
+  get keepAliveSeconds(): number {
+    return Math.floor(this.timeouts.keepAliveTimeout / 1000);
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    if (this.sweep === undefined) this.startSweep();
+    new ClientConnection(socket, this, this.options.maxHeaderSize, this.connections);
+  };
+
+  /**
+   * Every tenth of the shorter timeout (at least every 25 ms, at most every second): connections
+   * idle past the keep-alive timeout are closed, and those whose request headers (or first
+   * request, on a new connection) are not in within the headers timeout get a 408.
+   */
+  private startSweep(): void {
+    const { keepAliveTimeout, headersTimeout } = this.timeouts;
+    const every = Math.max(25, Math.min(1000, Math.floor(Math.min(keepAliveTimeout, headersTimeout) / 10)));
+    this.sweep = setInterval(() => {
+      const now = performance.now();
+      const { keepAliveTimeout: idleMax, headersTimeout: headersMax } = this.timeouts;
+      for (const conn of this.connections) {
+        if (conn.idle && conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
+        else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
+      }
+    }, every);
+    this.sweep.unref();
+  }
+
+  /** Closes the connections that have no request under way. */
+  private closeIdleConnections(): void {
+    for (const conn of this.connections) if (conn.idle) conn.socket.destroy();
   }
 
   /** Binds and listens on the frontend's address (FrontendProxy). */
@@ -319,15 +406,17 @@ export class HttpProxy {
     const f = this.frontend;
     await listen(this.server, f.host, f.port, component);
     this.server.on('error', (err) => this.log.error(`frontend ${f.name}: ${err.message}`));
+    acceptWithUserBuffer(this.server, READ_BUFFER, onClientRead, HTTP_SOCKET);
   }
 
   /**
    * In a worker: accepts connections on `handle`, the frontend's listening socket the primary
    * shares with its workers (again, after a close()). Rejects if the socket cannot be listened on.
    */
-  listenOn(handle: object): Promise<void> {
+  async listenOn(handle: object): Promise<void> {
     this.closing = false;
-    return listenOnHandle(this.server, handle, this.frontend, this.log);
+    await listenOnHandle(this.server, handle, this.frontend, this.log);
+    acceptWithUserBuffer(this.server, READ_BUFFER, onClientRead, HTTP_SOCKET);
   }
 
   /**
@@ -335,10 +424,8 @@ export class HttpProxy {
    * proxy's server had accepted it (in a worker process).
    */
   accept(socket: Socket): void {
-    if (!this.handedOver) {
-      this.handedOver = true;
-      serveHandedOver(this.server);
-    }
+    this.handedOver = true;
+    if (this.sweep === undefined) this.startSweep();
     if (this.closing) socket.destroy();
     else handOver(this.server, socket, HTTP_SOCKET);
   }
@@ -350,9 +437,9 @@ export class HttpProxy {
     if (!server.listening && !this.handedOver) return Promise.resolve();
     return new Promise((resolve) => {
       // Keep-alive connections that go idle during the drain are closed as they do.
-      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      const sweep = setInterval(() => this.closeIdleConnections(), 50);
       const deadline = setTimeout(() => {
-        server.closeAllConnections();
+        for (const conn of this.connections) conn.socket.destroy();
         this.upgrades.destroyAll();
       }, graceMs);
       sweep.unref();
@@ -360,18 +447,38 @@ export class HttpProxy {
       server.close(() => {
         clearInterval(sweep);
         clearTimeout(deadline);
+        clearInterval(this.sweep);
+        this.sweep = undefined;
         resolve();
       });
-      server.closeIdleConnections();
+      this.closeIdleConnections();
     });
   }
 
-  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    if (rejectMalformed(req, res)) return;
+  /** An Upgrade or CONNECT request (ClientHandler): its checks, then the tunnel (upgrade.ts). */
+  readonly upgrade: (req: FrontRequest, socket: Socket, head: Buffer) => void = (req, socket, head) =>
+    this.onUpgrade(req, socket, head);
+  private readonly onUpgrade: (req: FrontRequest, socket: Socket, head: Buffer) => void;
+
+  /** A request's head is in (ClientHandler). */
+  request(req: FrontRequest): void {
+    if (rejectMalformed(req)) return;
+    // `Expect: 100-continue` goes to the server, and the client gets a 100 Continue only when the
+    // server sends one; a final answer instead (417, 401, 413…) goes to the client, which then
+    // never sends the body. Other expectations: 417.
+    let expectContinue = false;
+    if (req.expect !== undefined && req.httpVersionMinor === 1) {
+      if (!CONTINUE.test(req.expect)) {
+        sendLocal(req, 417, EXPECTATION_FAILED, true);
+        return;
+      }
+      expectContinue = true;
+      req.awaitingContinue = true;
+    }
     const options = this.options;
     const limit = limitStatus(req, options);
     if (limit !== 0) {
-      sendLocal(res, limit, limit === 413 ? this.tooLargeBody : this.tooManyHeadersBody, true);
+      sendLocal(req, limit, limit === 413 ? this.tooLargeBody : this.tooManyHeadersBody, true);
       return;
     }
     const idHeader = options.requestIdHeader;
@@ -385,7 +492,7 @@ export class HttpProxy {
     const server = pinned !== undefined && sticky!.honors(pinned) ? pinned : this.backend.balancer.pick(ctx);
     // None usable: wait if some server at its maxconn may free a slot, else 503.
     if (server === undefined && queue.length === 0 && !this.backend.servers.some(atMaxConn)) {
-      this.unavailable(res);
+      this.unavailable(req);
       return;
     }
     // A request that waits gets its server later; the Host fallback (HTTP/1.0) is the first server's.
@@ -402,42 +509,26 @@ export class HttpProxy {
     );
     const method = req.method!;
     const url = req.url!;
-    // What node:http's client refuses to send (it never passes the client-side parser anyway).
+    // What cannot go on a request line (the client-side parser never lets it through anyway).
     if (UNSENDABLE_TARGET.test(url)) {
       this.log.warn(
         `frontend ${this.frontend.name}: cannot forward ${method} ${url}: invalid request target`,
       );
-      sendLocal(res, 502, BAD_GATEWAY, true);
+      sendLocal(req, 502, BAD_GATEWAY, true);
       return;
     }
     const head = requestHead(method, url, headers);
-    const ex = new Exchange(this, req, res, head, hasBody, sendsChunked(headers), target, ctx);
+    const ex = new Exchange(this, req, head, hasBody, sendsChunked(headers), target, ctx);
     ex.requestId = requestId;
-    ex.expectContinue = this.expectingContinue;
+    ex.expectContinue = expectContinue;
     if (sticky?.mayRepin(pinned)) {
       ex.sticky = sticky;
       ex.cookieServer = pinned;
     }
-    (res as Tagged<ServerResponse>)[kExchange] = ex;
-    res.on('close', onClientClose);
-    res.on('error', onClientError);
+    req.owner = ex;
     if (server === undefined) this.enqueue(ex);
     else this.send(ex, server);
-  };
-
-  /**
-   * `Expect: 100-continue` (Node's 'checkContinue'): the expectation goes to the server, and the
-   * client gets a 100 Continue only when the server sends one; a final answer instead (417, 401,
-   * 413…) goes to the client, which then never sends the body.
-   */
-  private readonly onCheckContinue = (req: IncomingMessage, res: ServerResponse): void => {
-    this.expectingContinue = true;
-    try {
-      this.onRequest(req, res);
-    } finally {
-      this.expectingContinue = false;
-    }
-  };
+  }
 
   /** Puts `ex` in the backend queue until a server has a free slot; 503 when the queue is full. */
   private enqueue(ex: Exchange): void {
@@ -466,7 +557,7 @@ export class HttpProxy {
               : `503 Service Unavailable: no server of backend "${backend.name}" had a free slot within ${backend.queue.timeout}ms\n`,
           );
     // The request body was not read: close rather than read it.
-    sendLocal(ex.res, 503, body, this.closing || ex.hasBody, 1, this.options.requestIdHeader, ex.requestId);
+    sendLocal(ex.req, 503, body, this.closing || ex.hasBody, 1, this.options.requestIdHeader, ex.requestId);
   }
 
   /** Starts an attempt of `ex` on `server`, over one of its pooled connections or a new one. */
@@ -501,7 +592,7 @@ export class HttpProxy {
     if (ex.responded) {
       backend.passive.error(server, 'connection closed mid-response');
       this.log.warn(`${where} closed the connection mid-response`);
-      ex.res.destroy();
+      ex.req.destroy();
       return;
     }
     const why =
@@ -517,7 +608,7 @@ export class HttpProxy {
         connected: ex.connected,
         timedOut: ex.timedOut,
         hasBody: ex.hasBody,
-        method: ex.req.method ?? '',
+        method: ex.req.method,
         code: err.code,
       })
     ) {
@@ -545,7 +636,7 @@ export class HttpProxy {
   }
 
   /** 503: no server of the backend is up. */
-  unavailable(res: ServerResponse): void {
+  unavailable(res: FrontRequest): void {
     const headers = [
       'Content-Type',
       TEXT,
@@ -555,13 +646,13 @@ export class HttpProxy {
       '1',
     ];
     if (this.closing) headers.push('Connection', 'close');
-    res.writeHead(503, headers);
+    res.writeHead(503, undefined, headers);
     res.end(this.unavailableBody);
   }
 
   /** Answers `ex` with a 502 or 504, or cuts the client connection if the response has started. */
   fail(ex: Exchange, status: 502 | 504): void {
-    const res = ex.res;
+    const res = ex.req;
     if (res.headersSent || ex.done) {
       res.destroy();
       return;
@@ -569,7 +660,7 @@ export class HttpProxy {
     const body = status === 504 ? GATEWAY_TIMEOUT : BAD_GATEWAY;
     const headers = ['Content-Type', TEXT, 'Content-Length', String(body.length)];
     if (this.closing) headers.push('Connection', 'close');
-    res.writeHead(status, headers);
+    res.writeHead(status, undefined, headers);
     res.end(body);
   }
 }
@@ -580,58 +671,7 @@ function connected(ex: Exchange): void {
   clearTimeout(ex.timer);
   ex.timer = setTimeout(onServerTimeout, ex.proxy.timeouts.serverTimeout, ex);
   // The body is read from the client only now: until the connection exists, a retry stays safe.
-  if (ex.hasBody) {
-    const req = ex.req;
-    req[kExchange] = ex;
-    req.on('data', onRequestBodyData);
-    req.on('end', onRequestBodyEnd);
-  }
-}
-
-/**
- * A chunk of the request body: to the server (chunk-encoded when it came chunked), with
- * backpressure; the server timer starts again, and maxBodySize is enforced.
- */
-function onRequestBodyData(this: Tagged<IncomingMessage>, chunk: Buffer): void {
-  const ex = this[kExchange]!;
-  const conn = ex.conn;
-  if (conn === undefined) return;
-  ex.timer?.refresh();
-  const max = ex.proxy.options.maxBodySize;
-  if (max !== undefined) {
-    ex.bodyBytes += chunk.length;
-    // Checked before the chunk is sent: a chunk past maxBodySize never is.
-    if (ex.bodyBytes > max) {
-      bodyTooLarge(ex, max);
-      return;
-    }
-  }
-  const socket = conn.socket as Tagged<Socket>;
-  let more: boolean;
-  if (ex.chunked) {
-    socket.cork();
-    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-    socket.write(chunk);
-    more = socket.write('\r\n', 'latin1');
-    socket.uncork();
-  } else {
-    more = socket.write(chunk);
-  }
-  if (!more) {
-    this.pause();
-    socket[kExchange] = ex;
-    socket.once('drain', onUpstreamDrain);
-  }
-}
-
-/** The request body is all in: its end goes to the server; the connection may be released. */
-function onRequestBodyEnd(this: Tagged<IncomingMessage>): void {
-  const ex = this[kExchange]!;
-  const conn = ex.conn;
-  if (conn === undefined || ex.requestDone) return;
-  if (ex.chunked) conn.socket.write('0\r\n\r\n', 'latin1');
-  ex.requestDone = true;
-  ex.release();
+  if (ex.hasBody) ex.req.readBody();
 }
 
 /** The server's side took what was written: the client's body may flow again. */
@@ -641,17 +681,6 @@ function onUpstreamDrain(this: Tagged<Socket>): void {
   if (ex !== undefined && !ex.done) ex.req.resume();
 }
 
-/** The client took what was written: the server's response may flow again. */
-function onClientDrain(this: Tagged<ServerResponse>): void {
-  this[kExchange]?.conn?.socket.resume();
-}
-
-/** No more of the request body goes to the server. */
-function stopBody(ex: Exchange): void {
-  ex.req.off('data', onRequestBodyData);
-  ex.req.off('end', onRequestBodyEnd);
-}
-
 /**
  * A chunked body grew past maxBodySize: the upstream request is abandoned mid-body (the server
  * never sees a complete request), and the client gets a 413 and its connection closed, or only
@@ -659,7 +688,7 @@ function stopBody(ex: Exchange): void {
  */
 function bodyTooLarge(ex: Exchange, max: number): void {
   const req = ex.req;
-  stopBody(ex);
+  req.stopBody();
   clearTimeout(ex.timer);
   ex.timer = undefined;
   // Its failure is no failure of the server.
@@ -667,8 +696,8 @@ function bodyTooLarge(ex: Exchange, max: number): void {
   ex.proxy.log.warn(
     `frontend ${ex.proxy.frontend.name}: ${req.method} ${req.url}: request body over maxBodySize (${max} bytes), cut`,
   );
-  if (ex.res.headersSent) ex.res.destroy();
-  else sendLocal(ex.res, 413, Buffer.from(limitMessage(413, ex.proxy.options)), true);
+  if (req.headersSent) req.destroy();
+  else sendLocal(req, 413, Buffer.from(limitMessage(413, ex.proxy.options)), true);
 }
 
 function onConnectTimeout(ex: Exchange): void {
@@ -687,24 +716,4 @@ function timeoutError(message: string): NodeJS.ErrnoException {
   const err = new Error(message) as NodeJS.ErrnoException;
   err.code = 'ETIMEDOUT';
   return err;
-}
-
-/** The client side is over (response sent, or connection lost): account, and abandon the upstream side if unfinished. */
-function onClientClose(this: Tagged<ServerResponse>): void {
-  const ex = this[kExchange]!;
-  ex.done = true;
-  clearTimeout(ex.timer);
-  ex.timer = undefined;
-  // A request that waited in the queue holds a server slot only once dispatched.
-  if (ex.queue === undefined) ex.server.inFlight--;
-  else if (ex.waiting) ex.queue.remove(ex);
-  ex.proxy.backend.latency?.observe((performance.now() - ex.startedAt) / 1000);
-  // A connection still attached carries an unfinished exchange: it cannot be reused.
-  ex.abandon();
-  ex.proxy.slotFreed();
-}
-
-/** Write errors to a client that went away: onClientClose does the cleanup. */
-function onClientError(this: ServerResponse, _err: Error): void {
-  this.destroy();
 }

@@ -5,8 +5,7 @@
  * socket over). The proxy's server takes those as if it had accepted them, so that everything a
  * listening server does with its connections still holds (Node's `net` onconnection does the same).
  */
-import type { Server } from 'node:net';
-import type { Socket } from 'node:net';
+import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 
@@ -41,14 +40,6 @@ type CountingServer = Server & { _connections: number };
 type ServerSocket = Socket & { server?: Server; _server?: Server };
 
 /**
- * Prepares `server` to serve handed-over connections: an HTTP server starts tracking its
- * connections (idle ones for closeIdleConnections, the headers timeout checks) on 'listening'.
- */
-export function serveHandedOver(server: Server): void {
-  server.emit('listening');
-}
-
-/**
  * Serves `socket` on `server` as one of its own connections: counted (a server that closes
  * waits for it: net.Socket#_destroy uncounts it and lets the server close when it was the last),
  * with the server's half-open and no-delay settings, then given to its 'connection' listeners.
@@ -70,4 +61,50 @@ export function handOver(
 /** Connections `server` counts now: its own and the handed-over ones, until each closes. */
 export function openConnections(server: Server): number {
   return (server as CountingServer)._connections;
+}
+
+/** A listening socket's handle as Node's net.Server drives it: it calls onconnection per connection. */
+export interface ListenWrap {
+  onconnection(this: ListenWrap, status: number, client: object | undefined): void;
+}
+
+/** Set on a socket that reads into a user buffer (its data goes to a callback, never to 'data' events). */
+export const kUserBuffer = Symbol('tandem.userBuffer');
+
+/** Whether `socket` reads into a user buffer (acceptWithUserBuffer), or emits 'data' (one another process accepted). */
+export function readsIntoUserBuffer(socket: Socket): boolean {
+  return (socket as Socket & { [kUserBuffer]?: true })[kUserBuffer] === true;
+}
+
+/**
+ * Makes the sockets of the connections `server` accepts from now on read into `buffer`, each read
+ * going to `onRead` (Node's `onread` option): the server's listening handle gives each accepted
+ * connection here, which makes the socket itself (net.Server cannot be asked for that) and serves
+ * it as the server's own. The socket is created paused.
+ */
+export function acceptWithUserBuffer(
+  server: Server,
+  buffer: Buffer,
+  onRead: (this: Socket, n: number, buf: Buffer) => boolean,
+  options: { allowHalfOpen: boolean; noDelay: boolean },
+): void {
+  const wrap = (server as { _handle?: ListenWrap | null })._handle;
+  if (wrap == null) return;
+  const accept = wrap.onconnection;
+  wrap.onconnection = function (this: ListenWrap, status, handle) {
+    if (status !== 0 || handle === undefined) {
+      accept.call(this, status, handle); // reported as net.Server does
+      return;
+    }
+    const socket = new Socket({
+      handle,
+      allowHalfOpen: options.allowHalfOpen,
+      pauseOnCreate: true,
+      readable: true,
+      writable: true,
+      onread: { buffer, callback: onRead },
+    } as SocketConstructorOpts) as Socket & { [kUserBuffer]?: true };
+    socket[kUserBuffer] = true;
+    handOver(server, socket, options);
+  };
 }

@@ -5,16 +5,15 @@
  * Node's parser, and a chunked body that grows past `maxBodySize` is cut by the proxy as it
  * streams (see http-proxy.ts).
  */
-import type { IncomingMessage } from 'node:http';
+import type { RequestHead } from './client-connection.js';
 import type { ProxyOptions } from './proxy-options.js';
 
 /** 0 when `req` is within the limits, else the status to answer it with. */
-export function limitStatus(req: IncomingMessage, options: ProxyOptions): 0 | 413 | 431 {
-  // rawHeaders holds every field, even past Node's maxHeadersCount (which only trims req.headers).
+export function limitStatus(req: RequestHead, options: ProxyOptions): 0 | 413 | 431 {
   if (req.rawHeaders.length > options.maxHeaders * 2) return 431;
   const max = options.maxBodySize;
   if (max !== undefined) {
-    // Node has checked the value: digits only, and one value even if the field was repeated.
+    // The parser has checked the value: digits only; a repeated field was rejected (request-guard.ts).
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > max) return 413;
   }

@@ -1,6 +1,7 @@
-/** Answers the proxy writes itself (4xx and 5xx with a short plain-text body), on a response or a raw socket. */
-import { type ServerResponse, STATUS_CODES } from 'node:http';
+/** Answers the proxy writes itself (4xx and 5xx with a short plain-text body), on a client request or a raw socket. */
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import type { FrontRequest } from './client-connection.js';
 import type { RequestIdHeader } from './request-id.js';
 
 const TEXT = 'text/plain; charset=utf-8';
@@ -11,7 +12,7 @@ const TEXT = 'text/plain; charset=utf-8';
  * `Retry-After` field. The request id header goes back to the client when given.
  */
 export function sendLocal(
-  res: ServerResponse,
+  res: FrontRequest,
   status: number,
   body: Buffer,
   close: boolean,
@@ -23,7 +24,7 @@ export function sendLocal(
   if (retryAfter !== undefined) headers.push('Retry-After', String(retryAfter));
   if (requestIdHeader !== undefined && requestId !== undefined) headers.push(requestIdHeader.name, requestId);
   if (close) headers.push('Connection', 'close');
-  res.writeHead(status, headers);
+  res.writeHead(status, undefined, headers);
   res.end(body);
 }
 

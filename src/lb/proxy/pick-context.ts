@@ -1,9 +1,9 @@
-import type { IncomingMessage } from 'node:http';
+import type { RequestHead } from './client-connection.js';
 import type { PickContext } from '../balance/balancer.js';
 
 /** The PickContext of an HTTP request: client IP, request target and headers, read lazily. */
 export class HttpPickContext implements PickContext {
-  constructor(private readonly req: IncomingMessage) {}
+  constructor(private readonly req: RequestHead) {}
 
   get clientIp(): string {
     return this.req.socket.remoteAddress ?? '';
@@ -14,7 +14,6 @@ export class HttpPickContext implements PickContext {
   }
 
   header(name: string): string | undefined {
-    const v = this.req.headers[name];
-    return Array.isArray(v) ? v.join(', ') : v;
+    return this.req.headers[name];
   }
 }

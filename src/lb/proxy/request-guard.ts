@@ -1,5 +1,5 @@
 /**
- * Bad input never reaches a server ambiguously. Node's parser (llhttp, strict mode) rejects most
+ * Bad input never reaches a server ambiguously. The parser (llhttp, strict mode) rejects most
  * malformed and smuggling requests by itself: both Content-Length and Transfer-Encoding, several
  * Content-Lengths, CL values that are not plain digits, invalid header names or values, obsolete
  * line folding, a bare CR or LF where CRLF is required, bad chunk sizes and chunk lines, request
@@ -12,12 +12,13 @@
  * | Transfer-Encoding in an HTTP/1.0 request             | 400    |
  * | Content-Length with Transfer-Encoding, or twice      | 400 (also caught by llhttp) |
  * | more than one Host, or a Host that is not host[:port] | 400   |
+ * | no Host in an HTTP/1.1 request                       | 400    |
  * | HTTP/0.9 (a request line without a version)          | 400    |
  * | an `HTTP/2.0` request line                           | 505    |
  * | CONNECT                                              | 501    |
  *
  * Every such answer closes the connection, and every request that follows on that connection is
- * dropped unseen (its framing cannot be trusted). Node's parser errors (its 'clientError') are
+ * dropped unseen (its framing cannot be trusted). Parser errors (client-connection.ts) are
  * answered with a whole response (`Content-Length`, `Connection: close`), the connection is then
  * closed after the rest of what the client sends is read and dropped for a moment (a lingering
  * close, so a reset does not destroy the answer). Status per parser error: 431 for a header
@@ -29,8 +30,9 @@
  * case, chunk extensions and leading zeros in chunk sizes, obs-text in values, an empty line
  * before the request line, an empty Host.
  */
-import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import type { FrontRequest, RequestHead } from './client-connection.js';
 import { sendLocal, sendLocalRaw } from './local-response.js';
 
 /** A rejection: the status and the whole plain-text body (built once). */
@@ -51,29 +53,19 @@ const TE_HTTP10 = rejection(400, 'Transfer-Encoding is not allowed in an HTTP/1.
 const CL_TE = rejection(400, 'Content-Length and Transfer-Encoding together');
 const CL_TWICE = rejection(400, 'more than one Content-Length');
 const HOST_TWICE = rejection(400, 'more than one Host');
+const HOST_MISSING = rejection(400, 'an HTTP/1.1 request must have a Host');
 const HOST_INVALID = rejection(400, 'Host must be host or host:port');
 const HTTP09 = rejection(400, 'HTTP/0.9 requests are not supported');
 const VERSION = rejection(505, 'only HTTP/1.0 and HTTP/1.1 are supported on this port');
-
-/** Set on a client socket once one of its requests was rejected here: later ones are dropped. */
-const kRejected = Symbol('tandem.rejected');
-/** Set on a client socket once its parser error was answered: the parser repeats it on more input. */
-const kAnswered = Symbol('tandem.answered');
-type GuardedSocket = Socket & {
-  [kRejected]?: true;
-  [kAnswered]?: true;
-  /** Node's response in progress on this socket (what Node's own clientError handling looks at). */
-  _httpMessage?: ServerResponse | null;
-};
-
-/** How long the rest of a rejected client's input is read and dropped before the socket is destroyed. */
-const LINGER_MS = 2000;
 
 /**
  * What is wrong with `req` beyond what Node's parser checks, or undefined when nothing is. One
  * pass over the raw header names; values are looked at only for the few fields that frame or route.
  */
-export function requestProblem(req: IncomingMessage): Rejection | undefined {
+export function requestProblem(
+  req: RequestHead,
+  seen?: { expect: string | undefined },
+): Rejection | undefined {
   const major = req.httpVersionMajor;
   if (major !== 1) return major === 0 ? HTTP09 : VERSION;
   const raw = req.rawHeaders;
@@ -85,7 +77,9 @@ export function requestProblem(req: IncomingMessage): Rejection | undefined {
     const name = raw[i]!;
     // Only names of these lengths can be one of the fields checked: no lower-casing for the others.
     const n = name.length;
-    if (n === 4) {
+    if (n === 6) {
+      if (seen !== undefined && name.toLowerCase() === 'expect') seen.expect = raw[i + 1]!;
+    } else if (n === 4) {
       if (name.toLowerCase() === 'host') {
         hosts++;
         host = raw[i + 1]!;
@@ -98,6 +92,7 @@ export function requestProblem(req: IncomingMessage): Rejection | undefined {
     }
   }
   if (hosts > 1) return HOST_TWICE;
+  if (hosts === 0 && req.httpVersionMinor === 1) return HOST_MISSING;
   if (hosts === 1 && !validHost(host)) return HOST_INVALID;
   if (lengths > 1) return CL_TWICE;
   if (te === undefined) return undefined;
@@ -144,128 +139,34 @@ function validHost(value: string): boolean {
 
 /**
  * The proxy's first step for every request: true when the request must not go on, because it is
- * malformed (it is answered here, and the connection closed) or because it follows one that was
- * on the same connection (it is dropped).
+ * malformed (it is answered here, and the connection closed). Requests that follow one rejected on
+ * the same connection never get here (their framing cannot be trusted: the connection drops them).
+ * Sets `req.expect`.
  */
-export function rejectMalformed(req: IncomingMessage, res: ServerResponse): boolean {
-  const socket = req.socket as GuardedSocket;
-  if (socket[kRejected]) return true;
-  const problem = requestProblem(req);
+export function rejectMalformed(req: FrontRequest): boolean {
+  const problem = requestProblem(req, req);
   if (problem === undefined) return false;
-  socket[kRejected] = true;
-  sendLocal(res, problem.status, problem.body, true);
+  req.conn.rejected = true;
+  sendLocal(req, problem.status, problem.body, true);
   return true;
 }
 
-/** A listener of the server's 'upgrade' event. */
-type UpgradeListener = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+/** A listener of Upgrade requests. */
+type UpgradeListener = (req: RequestHead, socket: Socket, head: Buffer) => void;
 
 /**
  * `next` behind the same checks as rejectMalformed: a malformed Upgrade request is answered here,
- * its connection closed, and `next` never sees it.
+ * its connection closed, and `next` never sees it. CONNECT is answered 501 (this is a reverse
+ * proxy, not a forward one).
  */
 export function guardUpgrade(next: UpgradeListener): UpgradeListener {
   return (req, socket, head) => {
+    if (req.method === 'CONNECT') {
+      sendLocalRaw(socket, 501, '501 Not Implemented: CONNECT is not supported\n');
+      return;
+    }
     const problem = requestProblem(req);
     if (problem === undefined) next(req, socket, head);
     else sendLocalRaw(socket, problem.status, problem.text);
   };
-}
-
-/**
- * Installs on `server` the answers to what never becomes a request: parser errors ('clientError')
- * and CONNECT (501; this is a reverse proxy, not a forward one).
- */
-export function guardServer(server: Server): void {
-  server.on('clientError', onClientError);
-  server.on('connect', onConnect);
-}
-
-function onConnect(_req: IncomingMessage, socket: Socket): void {
-  sendLocalRaw(socket, 501, '501 Not Implemented: CONNECT is not supported\n');
-}
-
-/** The status for a parser error, 0 for a socket error (nothing to answer). */
-function statusOf(code: string | undefined): number {
-  switch (code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return 431;
-    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return 413;
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return 408;
-    case 'HPE_PAUSED_H2_UPGRADE':
-      return 505;
-    default:
-      return code?.startsWith('HPE_') ? 400 : 0;
-  }
-}
-
-function describe(status: number, err: Error & { code?: string; reason?: string }): string {
-  switch (status) {
-    case 408:
-      return 'the request headers did not arrive in time';
-    case 431:
-      return 'the request header section is too large';
-    case 413:
-      return 'chunk extensions too large';
-    case 505:
-      return 'HTTP/2 is not supported on this port';
-    default:
-      return `malformed request (${err.reason ?? err.code})`;
-  }
-}
-
-/**
- * Node's parser failed on the client's input. With no response under way, the error is answered
- * and the connection closed (lingering). When the request whose body failed is being proxied, it
- * is abandoned at once (the socket is destroyed, which aborts the upstream side: the server never
- * gets a complete request). When the failure is in a later, pipelined request, the response in
- * progress finishes first.
- */
-function onClientError(err: Error & { code?: string; reason?: string }, raw: Socket): void {
-  const socket = raw as GuardedSocket;
-  if (socket[kAnswered]) return;
-  socket[kAnswered] = true;
-  // Already answered by rejectMalformed (with Connection: close, so Node closes the connection
-  // after that answer): the parser only tripped over the rest of that request.
-  if (socket[kRejected]) return;
-  socket[kRejected] = true;
-  const status = statusOf(err.code);
-  if (status === 0 || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const pending = socket._httpMessage;
-  if (pending && !pending.writableFinished) {
-    if (pending.req.complete && !pending.destroyed) {
-      pending.once('finish', () => answer(socket, status, err));
-      return;
-    }
-    if (!pending.headersSent) socket.write(head(status, err));
-    socket.destroy();
-    return;
-  }
-  answer(socket, status, err);
-}
-
-function head(status: number, err: Error & { code?: string; reason?: string }): string {
-  const body = `${status} ${STATUS_CODES[status]}: ${describe(status, err)}\n`;
-  return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
-  );
-}
-
-/** Writes the answer, half-closes, and drops the client's further input for a moment before closing. */
-function answer(
-  socket: GuardedSocket,
-  status: number,
-  err: Error & { code?: string; reason?: string },
-): void {
-  if (socket.destroyed) return;
-  socket.end(head(status, err));
-  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
-  linger.unref();
-  socket.once('close', () => clearTimeout(linger));
 }

@@ -2,7 +2,7 @@
  * TCP mode (layer 4): each client connection is piped, byte for byte, to one server of the
  * frontend's backend. Nothing is parsed, so any protocol passes (PostgreSQL, MySQL, Redis, TLS, …).
  */
-import { connect, createServer, type Server, Socket, type SocketConstructorOpts } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
@@ -10,7 +10,7 @@ import type { UpstreamServer } from '../backend/upstream-server.js';
 import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
 import { listen } from '../listen.js';
-import { handOver, listenOnHandle } from './injected.js';
+import { acceptWithUserBuffer, handOver, listenOnHandle, readsIntoUserBuffer } from './injected.js';
 import { chunkOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
@@ -47,14 +47,9 @@ export interface ServerPicker {
 /** The session a client or server socket belongs to, and the server an upstream socket goes to. */
 const kSession = Symbol('tandem.tcpSession');
 const kServer = Symbol('tandem.tcpServer');
-/** The socket reads into READ_BUFFER (its data comes to a callback, not as 'data' events). */
-const kUserBuffer = Symbol('tandem.tcpUserBuffer');
-type Tagged = Socket & { [kSession]?: TcpSession; [kServer]?: UpstreamServer; [kUserBuffer]?: true };
-
-/** A listening socket's handle as Node's net.Server drives it: it calls onconnection per connection. */
-interface ListenWrap {
-  onconnection(this: ListenWrap, status: number, client: object | undefined): void;
-}
+type Tagged = Socket & { [kSession]?: TcpSession; [kServer]?: UpstreamServer };
+/** How client connections are served: a client's FIN is passed on, not taken as the end of both ways. */
+const HALF_OPEN = { allowHalfOpen: true, noDelay: true };
 
 /** One client connection on its way through the proxy, over one connect attempt or several. */
 class TcpSession {
@@ -83,7 +78,7 @@ class TcpSession {
     readonly client: Tagged,
     readonly ctx: TcpPickContext,
   ) {
-    this.userBuffer = client[kUserBuffer] === true;
+    this.userBuffer = readsIntoUserBuffer(client);
   }
 }
 
@@ -159,7 +154,7 @@ export class TcpProxy {
       return;
     }
     socket.pause();
-    handOver(this.server, socket, { allowHalfOpen: true, noDelay: true });
+    handOver(this.server, socket, HALF_OPEN);
   }
 
   /** Binds and listens on the frontend's address (FrontendProxy). */
@@ -180,33 +175,9 @@ export class TcpProxy {
     this.acceptWithUserBuffer();
   }
 
-  /**
-   * Makes the sockets of the connections the server accepts from now on read into READ_BUFFER:
-   * the server's listening handle gives each accepted connection to this proxy, which makes the
-   * socket itself (net.Server cannot be asked for that) and serves it as the server's own. Until
-   * its server connection is up, the socket does not read (the server's pauseOnConnect).
-   */
+  /** The sockets of the connections the server accepts from now on read into READ_BUFFER. */
   private acceptWithUserBuffer(): void {
-    const wrap = (this.server as { _handle?: ListenWrap | null })._handle;
-    if (wrap == null) return;
-    const accept = wrap.onconnection;
-    const server = this.server;
-    wrap.onconnection = function (this: ListenWrap, status, handle) {
-      if (status !== 0 || handle === undefined) {
-        accept.call(this, status, handle); // reported as net.Server does
-        return;
-      }
-      const socket = new Socket({
-        handle,
-        allowHalfOpen: true,
-        pauseOnCreate: true,
-        readable: true,
-        writable: true,
-        onread: { buffer: READ_BUFFER, callback: onClientRead },
-      } as SocketConstructorOpts) as Tagged;
-      socket[kUserBuffer] = true;
-      handOver(server, socket, { allowHalfOpen: true, noDelay: true });
-    };
+    acceptWithUserBuffer(this.server, READ_BUFFER, onClientRead, HALF_OPEN);
   }
 
   private readonly onConnection = (socket: Socket): void => {

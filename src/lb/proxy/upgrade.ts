@@ -17,6 +17,7 @@
  * and sent into the tunnel after it.
  */
 import { type ClientRequest, type IncomingMessage, request } from 'node:http';
+import type { RequestHead } from './client-connection.js';
 import type { Socket } from 'node:net';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
@@ -40,7 +41,7 @@ export class UpgradeHandler {
   }
 
   /** Listener of the frontend server's 'upgrade' event. */
-  readonly onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+  readonly onUpgrade = (req: RequestHead, socket: Socket, head: Buffer): void => {
     socket.on('error', onClientSocketError);
     const proxy = this.proxy;
     if (proxy.closing) {
@@ -91,7 +92,7 @@ class Upgrade {
 
   constructor(
     private readonly handler: UpgradeHandler,
-    private readonly req: IncomingMessage,
+    private readonly req: RequestHead,
     private readonly socket: Socket,
     private readonly head: Buffer,
     private readonly ctx: HttpPickContext,

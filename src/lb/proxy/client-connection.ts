@@ -1,0 +1,763 @@
+/**
+ * The client side of the HTTP proxy: one accepted connection, Node's own HTTP/1.x parser (llhttp,
+ * strict, http-parser.ts) run on what it reads, and responses written straight to the socket. Every
+ * field of a response comes from a parsed message or from the proxy itself, so none is checked again. This replaces
+ * node:http's server, whose per-request objects (IncomingMessage, ServerResponse and their stream
+ * machinery) cost more CPU than the rest of the proxy together and ~4.5 KiB per idle connection.
+ *
+ * What node:http's server did and this module does the same way:
+ * - keep-alive by the request's version and Connection header; `Connection: keep-alive` and
+ *   `Keep-Alive: timeout=N` on responses that keep the connection, `Connection: close` otherwise;
+ *   a `Date` when the response has none;
+ * - response framing: the server's Content-Length kept, else chunked to HTTP/1.1 clients and
+ *   close-delimited to HTTP/1.0 ones; no body for HEAD, 1xx, 204 and 304;
+ * - pipelining: requests are answered one after another in order, later ones wait (their bodies
+ *   held, reading paused);
+ * - a request body the response did not wait for is read and dropped, and the connection kept;
+ * - the headers timeout (from a request's first byte, or from the connection's start) and the
+ *   keep-alive timeout, both checked by one sweep per frontend, not a timer per request;
+ * - Upgrade requests and CONNECT are handed to the proxy with the socket and the bytes after them.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { LAST_CHUNK, writeChunk } from './chunked.js';
+import {
+  type HttpParser,
+  methodName,
+  prepareParseError,
+  releaseParser,
+  requestParser,
+} from './http-parser.js';
+import { readsIntoUserBuffer } from './injected.js';
+import { READ_BUFFER } from './read-buffer.js';
+
+/** The parts of a request the proxy reads (the same names as node:http's IncomingMessage). */
+export interface RequestHead {
+  readonly method: string;
+  readonly url: string;
+  readonly rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  /** Lower-cased names; repeated fields joined (`, `, `; ` for Cookie). Built on first use. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  readonly socket: Socket;
+}
+
+/** Who handles a request's body and hears of its end: the proxy's exchange. */
+export interface RequestOwner {
+  /** A chunk of the request body (after readBody()). */
+  clientBody(req: FrontRequest, chunk: Buffer): void;
+  /** The request body is all in (after readBody()). */
+  clientBodyEnd(req: FrontRequest): void;
+  /** The client took what was written after write() returned false. */
+  clientDrain(req: FrontRequest): void;
+  /** The request is over: its response ended, or the connection is gone. Called once. */
+  clientDone(req: FrontRequest): void;
+}
+
+/** What the proxy provides a client connection. */
+export interface ClientHandler {
+  /** A request's head is in (not an Upgrade, not a CONNECT). */
+  request(req: FrontRequest): void;
+  /** An Upgrade or CONNECT request: the socket, and what followed the request, are the handler's now. */
+  upgrade(req: FrontRequest, socket: Socket, head: Buffer): void;
+  /** A parse error or a headers timeout: answered here, reported there (for a 400, with the reason). */
+  readonly closing: boolean;
+  /** Seconds for the Keep-Alive header. */
+  readonly keepAliveSeconds: number;
+}
+
+/** Why reading from the client is paused (bits): reading resumes when none is left. */
+const PAUSE_BODY = 1;
+const PAUSE_QUEUE = 2;
+const PAUSE_HELD = 4;
+
+/** Request body bytes held for a request that does not read yet, before reading pauses. */
+const HOLD_LIMIT = 64 * 1024;
+/** Pipelined requests waiting before reading pauses. */
+const QUEUE_LIMIT = 16;
+/** How long the rest of a rejected client's input is read and dropped before the socket is closed. */
+const LINGER_MS = 2000;
+
+const kConn = Symbol('tandem.clientConnection');
+type TaggedSocket = Socket & { [kConn]?: ClientConnection };
+type TaggedParser = HttpParser & { [kConn]?: ClientConnection };
+
+/** One request on a client connection, and its response. */
+export class FrontRequest implements RequestHead {
+  owner: RequestOwner | undefined = undefined;
+  /** The whole request (its body too) was parsed. */
+  complete = false;
+  /** The response's head was given (writeHead). */
+  headersSent = false;
+  /** The response ended (end()), or the request is abandoned. */
+  finished = false;
+  /** The `Expect` value, when the request has one. */
+  expect: string | undefined = undefined;
+  /** Body chunks that arrived before the owner read them; `heldBytes` their size. */
+  private held: Buffer[] | undefined = undefined;
+  private heldBytes = 0;
+  /** The owner reads the body (readBody()). */
+  private reading = false;
+  /** The response head, written with the first body bytes. */
+  private pendingHead: string | undefined = undefined;
+  /** The response body goes chunk-encoded. */
+  private chunked = false;
+  /** The response has no body (HEAD, 1xx, 204, 304): writes are dropped. */
+  private noBody = false;
+  /** The connection closes after this response. */
+  closeAfter = false;
+  /** write() returned false: the owner hears of the drain. */
+  awaitDrain = false;
+  /**
+   * The client waits for a 100 Continue before it sends the body (set by the proxy); a final
+   * answer before one closes the connection, as the body never comes.
+   */
+  awaitingContinue = false;
+  private lazyHeaders: Record<string, string | undefined> | undefined = undefined;
+
+  constructor(
+    readonly conn: ClientConnection,
+    readonly method: string,
+    readonly url: string,
+    readonly rawHeaders: string[],
+    readonly httpVersionMajor: number,
+    readonly httpVersionMinor: number,
+    /** The request allows keeping the connection (version and Connection header). */
+    readonly keepAlive: boolean,
+    readonly upgrade: boolean,
+  ) {}
+
+  get socket(): Socket {
+    return this.conn.socket;
+  }
+
+  get headers(): Readonly<Record<string, string | undefined>> {
+    return (this.lazyHeaders ??= headerObject(this.rawHeaders));
+  }
+
+  /** The body goes to the owner from now on: what was held first, then as it arrives. */
+  readBody(): void {
+    if (this.reading) return;
+    this.reading = true;
+    const held = this.held;
+    if (held !== undefined) {
+      this.held = undefined;
+      this.heldBytes = 0;
+      this.conn.resumeFor(PAUSE_HELD);
+      for (const chunk of held) {
+        if (!this.reading || this.finished) return;
+        this.owner?.clientBody(this, chunk);
+      }
+    }
+    if (this.complete && !this.finished) this.owner?.clientBodyEnd(this);
+  }
+
+  /** No more body to the owner (what arrives is dropped). */
+  stopBody(): void {
+    this.reading = false;
+    this.held = undefined;
+    this.heldBytes = 0;
+    this.conn.resumeFor(PAUSE_HELD | PAUSE_BODY);
+  }
+
+  /** Backpressure from the server's side: reading from the client stops until resume(). */
+  pause(): void {
+    this.conn.pauseFor(PAUSE_BODY);
+  }
+
+  resume(): void {
+    this.conn.resumeFor(PAUSE_BODY);
+  }
+
+  /** @internal A chunk of the body from the parser. */
+  body(chunk: Buffer): void {
+    if (this.finished) return;
+    if (this.reading) {
+      this.owner?.clientBody(this, chunk);
+      return;
+    }
+    // llhttp hands out slices of the read buffer: held chunks are copied.
+    (this.held ??= []).push(Buffer.from(chunk));
+    this.heldBytes += chunk.length;
+    if (this.heldBytes > HOLD_LIMIT) this.conn.pauseFor(PAUSE_HELD);
+  }
+
+  /** @internal The body is all in. */
+  bodyEnd(): void {
+    this.complete = true;
+    if (this.reading && !this.finished) this.owner?.clientBodyEnd(this);
+  }
+
+  /** `100 Continue`, at once. */
+  writeContinue(): void {
+    if (this.headersSent || this.finished) return;
+    this.awaitingContinue = false;
+    this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+  }
+
+  /**
+   * The response's status line and header fields (`[name, value, …]`); framing, Connection,
+   * Keep-Alive and Date are added here. Sent with the first body bytes, or at end().
+   */
+  writeHead(status: number, message: string | undefined, headers: readonly string[]): void {
+    if (this.headersSent) throw new Error('the response head was already sent');
+    this.headersSent = true;
+    let head = `HTTP/1.1 ${status} ${message ?? STATUS_CODES[status] ?? ''}\r\n`;
+    let hasLength = false;
+    let hasDate = false;
+    let hasConnection = false;
+    let close = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      head += `${name}: ${value}\r\n`;
+      const n = name.length;
+      if (n === 14) {
+        if (name.toLowerCase() === 'content-length') hasLength = true;
+      } else if (n === 4) {
+        if (name.toLowerCase() === 'date') hasDate = true;
+      } else if (n === 10 && name.toLowerCase() === 'connection') {
+        hasConnection = true;
+        if (value.toLowerCase().includes('close')) close = true;
+      }
+    }
+    this.noBody = this.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    if (!this.noBody && !hasLength) {
+      if (this.httpVersionMinor >= 1 && this.httpVersionMajor === 1) {
+        this.chunked = true;
+        head += 'Transfer-Encoding: chunked\r\n';
+      } else {
+        close = true;
+      }
+    }
+    const conn = this.conn;
+    if (!this.keepAlive || conn.handler.closing || this.awaitingContinue) close = true;
+    this.closeAfter = close;
+    if (!hasDate) head += `Date: ${httpDate()}\r\n`;
+    if (!hasConnection) {
+      head += close
+        ? 'Connection: close\r\n'
+        : `Connection: keep-alive\r\nKeep-Alive: timeout=${conn.handler.keepAliveSeconds}\r\n`;
+    }
+    this.pendingHead = `${head}\r\n`;
+  }
+
+  /** A chunk of the response body; false when the client is slow (the owner hears clientDrain). */
+  write(chunk: Buffer): boolean {
+    if (this.finished || this.noBody || chunk.length === 0) return true;
+    const socket = this.conn.socket;
+    const head = this.pendingHead;
+    if (head !== undefined) {
+      // The head and the first bytes of the body in one write to the kernel.
+      this.pendingHead = undefined;
+      socket.cork();
+      socket.write(head, 'latin1');
+    }
+    const more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+    if (head !== undefined) socket.uncork();
+    if (!more) this.awaitDrain = true;
+    return more;
+  }
+
+  /** Ends the response (with `body`, if given). */
+  end(body?: Buffer): void {
+    if (this.finished) return;
+    const socket = this.conn.socket;
+    // Whatever is left (head, body, last chunk) in one write to the kernel.
+    socket.cork();
+    if (body !== undefined) this.write(body);
+    const head = this.pendingHead;
+    const tail = this.chunked && !this.noBody ? LAST_CHUNK : '';
+    if (head !== undefined) {
+      this.pendingHead = undefined;
+      socket.write(head + tail, 'latin1');
+    } else if (tail !== '') {
+      socket.write(tail, 'latin1');
+    }
+    socket.uncork();
+    this.finish();
+  }
+
+  /** Cuts the connection (a response that cannot be completed). */
+  destroy(): void {
+    this.conn.socket.destroy();
+  }
+
+  /** The response is over: the owner hears it, and the connection moves on. */
+  private finish(): void {
+    this.finished = true;
+    this.awaitDrain = false;
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.clientDone(this);
+    this.conn.responded(this);
+  }
+
+  /** @internal The connection is gone before the response ended. */
+  lost(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.clientDone(this);
+  }
+}
+
+/** One accepted client connection. */
+export class ClientConnection {
+  private parser: TaggedParser;
+  /** The request being answered; undefined while idle. */
+  private current: FrontRequest | undefined = undefined;
+  /** Requests parsed while `current` is answered (pipelining), in order. */
+  private readonly queue: FrontRequest[] = [];
+  /** The request whose body the parser is in. */
+  private parsing: FrontRequest | undefined = undefined;
+  /** Header and URL parts of a large header section (llhttp's onHeaders). */
+  private headerParts: string[] | undefined = undefined;
+  private urlPart = '';
+  /** An Upgrade or CONNECT request: parsing stops after it. */
+  private upgradeRequest: FrontRequest | undefined = undefined;
+  /** Reasons reading is paused (PAUSE_* bits). */
+  private paused = 0;
+  /** A request was rejected or the input failed to parse: what follows is dropped. */
+  rejected = false;
+  /** When the connection last went idle (performance.now()); -1 while a request is under way. */
+  idleSince: number;
+  private readonly openedAt: number;
+  /** A parse error to answer once the response in progress is done. */
+  private deferredError: { status: number; text: string } | undefined = undefined;
+  closed = false;
+
+  constructor(
+    readonly socket: Socket,
+    readonly handler: ClientHandler,
+    maxHeaderSize: number,
+    private readonly connections: Set<ClientConnection>,
+  ) {
+    const parser = requestParser(CALLBACKS, maxHeaderSize) as TaggedParser;
+    parser[kConn] = this;
+    this.parser = parser;
+    this.openedAt = this.idleSince = performance.now();
+    (socket as TaggedSocket)[kConn] = this;
+    // A socket this process accepted reads into READ_BUFFER (onClientRead); one handed over emits 'data'.
+    if (!readsIntoUserBuffer(socket)) socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('drain', onDrain);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    // Flowing, so that the end is emitted.
+    socket.resume();
+    connections.add(this);
+  }
+
+  /** Idle: no request under way, none waiting. */
+  get idle(): boolean {
+    return this.current === undefined && this.queue.length === 0 && this.parsing === undefined;
+  }
+
+  /** The headers of a request started `ms` ago or more are not all in (also: nothing sent since the connection opened). */
+  headersLate(ms: number, now: number): boolean {
+    const p = this.parser;
+    if (this.rejected || p.headersCompleted()) return false;
+    // Before its first request began, the parser's clock has no start: the connection's is used.
+    return Math.min(p.duration(), now - this.openedAt) >= ms;
+  }
+
+  pauseFor(reason: number): void {
+    if (this.paused === 0 && !this.closed) this.socket.pause();
+    this.paused |= reason;
+  }
+
+  resumeFor(reasons: number): void {
+    if (this.paused === 0) return;
+    this.paused &= ~reasons;
+    if (this.paused === 0 && !this.closed) this.socket.resume();
+  }
+
+  /** Socket data: parsed; the parser calls back. */
+  received(chunk: Buffer): void {
+    if (this.rejected) return;
+    const ret = this.parser.execute(chunk);
+    if (ret instanceof Error) {
+      prepareParseError(ret, this.parser, chunk);
+      this.parseError(ret as ParseError);
+      return;
+    }
+    const up = this.upgradeRequest;
+    if (up === undefined) return;
+    // What follows the request is the tunnel's (copied: the read buffer is reused).
+    const head = Buffer.from(chunk.subarray(ret));
+    if (this.current === undefined) this.startUpgrade(up, head);
+    else {
+      // After the response in progress.
+      this.upgradeHead = head;
+      this.pauseFor(PAUSE_QUEUE);
+    }
+  }
+
+  private upgradeHead: Buffer | undefined = undefined;
+
+  /** The client ended its side (FIN). */
+  ended(): void {
+    if (!this.rejected && this.parsing !== undefined) {
+      const ret = this.parser.finish();
+      if (ret instanceof Error) {
+        prepareParseError(ret, this.parser, undefined);
+        this.parseError(ret as ParseError);
+        return;
+      }
+    }
+    // As node:http's server does (it is not half-open): the requests under way are abandoned
+    // (their servers never finish them), and the connection is closed.
+    const current = this.current;
+    this.current = undefined;
+    this.queue.length = 0;
+    this.rejected = true;
+    current?.lost();
+    this.socket.end();
+  }
+
+  /** The socket closed: a request in progress is over. */
+  closedNow(): void {
+    this.closed = true;
+    this.connections.delete(this);
+    releaseParser(this.parser);
+    const current = this.current;
+    this.current = undefined;
+    current?.lost();
+    this.queue.length = 0;
+  }
+
+  drained(): void {
+    const req = this.current;
+    if (req !== undefined && req.awaitDrain) {
+      req.awaitDrain = false;
+      req.owner?.clientDrain(req);
+    }
+  }
+
+  onHeadersComplete(
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number,
+    url: string | undefined,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    // After a rejected request nothing more is served on the connection.
+    if (this.rejected) {
+      this.headerParts = undefined;
+      this.urlPart = '';
+      this.parsing = undefined;
+      return 0;
+    }
+    let raw = headers ?? [];
+    if (this.headerParts !== undefined) {
+      raw = this.headerParts.concat(raw);
+      this.headerParts = undefined;
+    }
+    let target = url ?? '';
+    if (this.urlPart !== '') {
+      target = this.urlPart + target;
+      this.urlPart = '';
+    }
+    const m = methodName(method);
+    const req = new FrontRequest(
+      this,
+      m,
+      target,
+      raw,
+      versionMajor,
+      versionMinor,
+      shouldKeepAlive,
+      upgrade || m === 'CONNECT',
+    );
+    this.parsing = req;
+    if (req.upgrade) {
+      this.upgradeRequest = req;
+      return 0;
+    }
+    this.idleSince = -1;
+    if (this.current === undefined) this.start(req);
+    else {
+      this.queue.push(req);
+      if (this.queue.length >= QUEUE_LIMIT) this.pauseFor(PAUSE_QUEUE);
+    }
+    return 0;
+  }
+
+  onHeaderPart(headers: string[], url: string): void {
+    this.headerParts = this.headerParts === undefined ? headers : this.headerParts.concat(headers);
+    this.urlPart += url;
+  }
+
+  onBody(chunk: Buffer): void {
+    const req = this.parsing;
+    if (req !== undefined && !req.upgrade) req.body(chunk);
+  }
+
+  onMessageComplete(): void {
+    const req = this.parsing;
+    this.parsing = undefined;
+    if (req === undefined || req.upgrade) return;
+    req.bodyEnd();
+    // A response that ended before the body did: the connection moves on now.
+    if (req === this.current && req.finished) this.advance();
+  }
+
+  private start(req: FrontRequest): void {
+    this.current = req;
+    this.handler.request(req);
+  }
+
+  /** The response of `req` ended. */
+  responded(req: FrontRequest): void {
+    if (req !== this.current) return;
+    if (req.closeAfter) {
+      this.current = undefined;
+      this.rejected = true;
+      this.queue.length = 0;
+      this.socket.destroySoon();
+      return;
+    }
+    // The rest of its body is read and dropped first.
+    if (req.complete) this.advance();
+  }
+
+  /** The current request is done: the next one, or idle. */
+  private advance(): void {
+    this.current = undefined;
+    if (this.deferredError !== undefined) {
+      this.answerError(this.deferredError.status, this.deferredError.text);
+      return;
+    }
+    const next = this.queue.shift();
+    if (next !== undefined) {
+      if (this.queue.length < QUEUE_LIMIT && this.upgradeRequest === undefined) this.resumeFor(PAUSE_QUEUE);
+      // Not from within the previous response's call stack.
+      process.nextTick(startQueued, this, next);
+      return;
+    }
+    const up = this.upgradeRequest;
+    if (up !== undefined) {
+      const head = this.upgradeHead ?? Buffer.alloc(0);
+      this.upgradeHead = undefined;
+      this.startUpgrade(up, head);
+      return;
+    }
+    this.idleSince = performance.now();
+  }
+
+  /** @internal */
+  startQueued(req: FrontRequest): void {
+    if (this.closed || this.rejected) return;
+    this.start(req);
+  }
+
+  /** Gives the socket to the handler for an Upgrade or CONNECT. */
+  private startUpgrade(req: FrontRequest, head: Buffer): void {
+    this.upgradeRequest = undefined;
+    this.rejected = true;
+    const socket = this.socket as TaggedSocket;
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.off('drain', onDrain);
+    socket.off('error', onError);
+    socket.off('close', onClose);
+    socket[kConn] = undefined;
+    socket.pause();
+    this.closed = true;
+    this.connections.delete(this);
+    releaseParser(this.parser);
+    this.handler.upgrade(req, socket, head);
+  }
+
+  /**
+   * The client's input failed to parse (or its headers came too late): answered with the status
+   * the error calls for and the connection closed. A request whose body failed while it is being
+   * proxied is abandoned at once (the server never gets the whole request); a failure in a later,
+   * pipelined request is answered after the response in progress.
+   */
+  parseError(err: ParseError): void {
+    if (this.rejected) return;
+    this.rejected = true;
+    const status = statusOf(err.code);
+    const text = `${status} ${STATUS_CODES[status]}: ${describe(status, err)}\n`;
+    const current = this.current;
+    this.queue.length = 0;
+    if (current !== undefined && !current.finished) {
+      if (current.complete) {
+        this.deferredError = { status, text };
+        return;
+      }
+      if (!current.headersSent && this.socket.writable)
+        this.socket.write(errorResponse(status, text), 'latin1');
+      this.socket.destroy();
+      return;
+    }
+    this.answerError(status, text);
+  }
+
+  /** Headers not in within the headers timeout: 408. */
+  headersTimedOut(): void {
+    const err = new Error('request headers timeout') as ParseError;
+    err.code = 'ERR_HTTP_REQUEST_TIMEOUT';
+    this.parseError(err);
+  }
+
+  /** Writes an error answer, half-closes, and drops the client's further input for a moment before closing. */
+  private answerError(status: number, text: string): void {
+    this.rejected = true;
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    socket.end(errorResponse(status, text), 'latin1');
+    this.resumeFor(PAUSE_BODY | PAUSE_HELD | PAUSE_QUEUE);
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  }
+}
+
+type ParseError = Error & { code?: string; reason?: string };
+
+function startQueued(conn: ClientConnection, req: FrontRequest): void {
+  conn.startQueued(req);
+}
+
+/** The status for a parser error. */
+function statusOf(code: string | undefined): number {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 431;
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return 413;
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return 408;
+    case 'HPE_PAUSED_H2_UPGRADE':
+      return 505;
+    default:
+      return 400;
+  }
+}
+
+function describe(status: number, err: ParseError): string {
+  switch (status) {
+    case 408:
+      return 'the request headers did not arrive in time';
+    case 431:
+      return 'the request header section is too large';
+    case 413:
+      return 'chunk extensions too large';
+    case 505:
+      return 'HTTP/2 is not supported on this port';
+    default:
+      return `malformed request (${err.reason ?? err.code})`;
+  }
+}
+
+function errorResponse(status: number, text: string): string {
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
+}
+
+/** node:http's req.headers from a raw list: lower-cased names, repeats joined. */
+function headerObject(raw: readonly string[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (name === 'cookie') out[name] = `${prev}; ${value}`;
+    else if (name !== 'content-length' && name !== 'host') out[name] = `${prev}, ${value}`;
+  }
+  return out;
+}
+
+/** The Date header's value, computed at most once per second. */
+let dateCache: string | undefined;
+function httpDate(): string {
+  if (dateCache === undefined) {
+    dateCache = new Date().toUTCString();
+    setTimeout(clearDate, 1000 - new Date().getMilliseconds()).unref();
+  }
+  return dateCache;
+}
+function clearDate(): void {
+  dateCache = undefined;
+}
+
+const CALLBACKS = {
+  onHeaders(this: TaggedParser, headers: string[], url: string): void {
+    this[kConn]?.onHeaderPart(headers, url);
+  },
+  onHeadersComplete(
+    this: TaggedParser,
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number | undefined,
+    url: string | undefined,
+    _statusCode: number,
+    _statusMessage: string,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number {
+    const conn = this[kConn];
+    return conn === undefined
+      ? 0
+      : conn.onHeadersComplete(
+          versionMajor,
+          versionMinor,
+          headers,
+          method ?? 1,
+          url,
+          upgrade,
+          shouldKeepAlive,
+        );
+  },
+  onBody(this: TaggedParser, chunk: Buffer): void {
+    this[kConn]?.onBody(chunk);
+  },
+  onMessageComplete(this: TaggedParser): void {
+    this[kConn]?.onMessageComplete();
+  },
+};
+
+/** `n` bytes read into READ_BUFFER from a client socket (the onread callback of accepted sockets). */
+export function onClientRead(this: Socket, n: number): boolean {
+  const conn = (this as TaggedSocket)[kConn];
+  // A view: the parser copies what it keeps (body chunks, header strings).
+  if (conn !== undefined) conn.received(READ_BUFFER.subarray(0, n));
+  // An upgraded connection (a tunnel) reads as a stream: 'data' events, backpressure by push().
+  else return this.push(Buffer.from(READ_BUFFER.subarray(0, n)));
+  return true;
+}
+
+function onData(this: TaggedSocket, chunk: Buffer): void {
+  this[kConn]?.received(chunk);
+}
+
+function onEnd(this: TaggedSocket): void {
+  this[kConn]?.ended();
+}
+
+function onDrain(this: TaggedSocket): void {
+  this[kConn]?.drained();
+}
+
+function onError(this: TaggedSocket): void {
+  // The 'close' that follows does the cleanup.
+  this.destroy();
+}
+
+function onClose(this: TaggedSocket): void {
+  this[kConn]?.closedNow();
+}
