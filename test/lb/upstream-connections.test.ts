@@ -59,6 +59,8 @@ function answer(method: string, path: string): { bytes: Buffer | string; close?:
         bytes: Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${BIG}\r\n\r\n`), body]),
       };
     }
+    case '/malformed':
+      return { bytes: 'HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 2\r\n\r\nno' };
     default:
       return { bytes: 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n' };
   }
@@ -235,4 +237,19 @@ test('a response that ends while its client holds it back leaves the connection 
   ]);
   assert.equal(next.text, 'length');
   assert.deepEqual(backend.seen, ['GET /big #1', 'GET /length #1']);
+});
+
+test('a malformed response on a connection whose last response had a Content-Length body is still caught: 502', async (t) => {
+  // The proxy relays Content-Length bodies without the parser, which is stopped after each such
+  // head and reset: a later response on the connection must be checked as strictly as the first.
+  const server = await rawServer(t);
+  const lb = await startLb(t, await configWith({ servers: [{ name: 'web-01', port: server.port }] }, {}));
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const first = await via(agent, lb.port, '/length');
+  assert.equal(first.body, 'length');
+  const bad = await via(agent, lb.port, '/malformed');
+  assert.equal(bad.status, 502);
+  assert.doesNotMatch(bad.body, /^no$/);
+  assert.deepEqual(server.seen, ['GET /length #1', 'GET /malformed #1']);
 });

@@ -11,7 +11,8 @@ export interface HttpParserCallbacks {
   onHeaders(this: HttpParser, headers: string[], url: string): void;
   /**
    * The head of a message. Return 1 for "no body follows" (the answer to a HEAD request, an
-   * informational 1xx), 0 otherwise.
+   * informational 1xx), 2 for the same and execute() returning right after the head (the caller
+   * takes the body), 0 otherwise.
    */
   onHeadersComplete(
     this: HttpParser,
@@ -77,6 +78,14 @@ export function responseParser(callbacks: HttpParserCallbacks): HttpParser {
  */
 export function requestParser(callbacks: HttpParserCallbacks, maxHeaderSize: number): HttpParser {
   return newParser(HTTPParser.REQUEST, maxHeaderSize, callbacks);
+}
+
+/**
+ * Makes `parser` (a response parser) ready for the next message after its onHeadersComplete
+ * returned 2 (llhttp keeps an upgrade flag after that, which would hide later parse errors).
+ */
+export function resetResponseParser(parser: HttpParser): void {
+  parser.initialize(HTTPParser.RESPONSE, RESOURCE, 0, HTTPParser.kLenientNone);
 }
 
 function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {

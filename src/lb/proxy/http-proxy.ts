@@ -170,9 +170,13 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   }
 
   /** ConnectionUser: a chunk of the response body, with backpressure from the client. */
-  upstreamBody(conn: UpstreamConnection, chunk: Buffer): void {
-    if (conn !== this.conn || this.done) return;
-    if (!this.req.write(chunk)) conn.socket.pause();
+  upstreamBody(conn: UpstreamConnection, chunk: Buffer): boolean {
+    if (conn !== this.conn || this.done) return true;
+    if (!this.req.write(chunk)) {
+      conn.socket.pause();
+      return false;
+    }
+    return this.req.socket.writableLength === 0;
   }
 
   /** RequestOwner: the client took what was written: the server's response may flow again. */

@@ -26,18 +26,22 @@ const MAX_SPARES = 8;
 
 /** The `n` bytes just read into READ_BUFFER, in a buffer of their own (the next read overwrites it). */
 export function chunkOf(n: number): Buffer {
-  if (n < LARGE) {
-    const chunk = Buffer.allocUnsafe(n);
-    READ_BUFFER.copy(chunk, 0, 0, n);
-    return chunk;
-  }
-  const chunk = Buffer.from(spares.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE).buffer, 0, n);
-  READ_BUFFER.copy(chunk, 0, 0, n);
+  return copyOf(READ_BUFFER, 0, n);
+}
+
+/** Bytes `start` to `end` of `data` (at most READ_SIZE of them), in a buffer of their own, as chunkOf. */
+export function copyOf(data: Buffer, start: number, end: number): Buffer {
+  const n = end - start;
+  const chunk =
+    n < LARGE
+      ? Buffer.allocUnsafe(n)
+      : Buffer.from(spares.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE).buffer, 0, n);
+  data.copy(chunk, 0, start, end);
   return chunk;
 }
 
 /**
- * `chunk`, from chunkOf, is out (in the kernel) and nothing refers to it any more: its memory may
+ * `chunk`, from chunkOf or copyOf, is out (in the kernel) and nothing refers to it any more: its memory may
  * serve a later chunk. Only for a chunk no one else was given.
  */
 export function release(chunk: Buffer): void {

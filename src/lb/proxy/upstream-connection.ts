@@ -4,10 +4,23 @@
  * ClientRequest, an Agent and an IncomingMessage per request is reduced here to what the proxy
  * needs: the request head is written as the proxy built it, the response's head, body chunks and
  * end go straight to the request's exchange (ConnectionUser) from the parser's callbacks.
+ *
+ * A body with a Content-Length does not go through the parser: llhttp would copy every piece of
+ * it into a new buffer, one more copy and one more allocation per read on top of the proxy's own
+ * (at 64 KiB answers, ~128 KiB of short-lived memory per request, which the C library gave back
+ * to the kernel and faulted in again, page by page, after the worker had been idle). The parser
+ * stops after such a head; the body's bytes are copied once out of READ_BUFFER into recycled
+ * memory (read-buffer.ts) and relayed, and the parser is reset for the next response.
  */
 import { connect, type Socket } from 'node:net';
-import { type HttpParser, prepareParseError, releaseParser, responseParser } from './http-parser.js';
-import { chunkOf, READ_BUFFER } from './read-buffer.js';
+import {
+  type HttpParser,
+  prepareParseError,
+  releaseParser,
+  resetResponseParser,
+  responseParser,
+} from './http-parser.js';
+import { copyOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Whoever sends a request over the connection: the proxy's exchange. */
 export interface ConnectionUser {
@@ -20,7 +33,11 @@ export interface ConnectionUser {
   upstreamHead(conn: UpstreamConnection, status: number, message: string, rawHeaders: string[]): boolean;
   /** An informational (1xx) response before the final one: 100 Continue, 103 Early Hints. */
   upstreamInformational(conn: UpstreamConnection, status: number): void;
-  upstreamBody(conn: UpstreamConnection, chunk: Buffer): void;
+  /**
+   * A chunk of the response body. Returns true when nothing refers to `chunk` any more (the
+   * client's socket took it whole, or it was dropped): its memory may serve a later chunk.
+   */
+  upstreamBody(conn: UpstreamConnection, chunk: Buffer): boolean;
   /** The whole response is in. */
   upstreamComplete(conn: UpstreamConnection): void;
   /**
@@ -55,6 +72,11 @@ export class UpstreamConnection {
   keepAlive = false;
   /** An informational response's end is not the end of the exchange. */
   private informational = false;
+  /**
+   * Bytes of a Content-Length body still to come, relayed as they are read without going through
+   * the parser (which would copy each piece once more); -1 when the parser has the body.
+   */
+  private rawBody = -1;
   /** Header parts of a large header section (llhttp's onHeaders). */
   private headerParts: string[] | undefined = undefined;
   private error: NodeJS.ErrnoException | undefined = undefined;
@@ -112,24 +134,57 @@ export class UpstreamConnection {
     if (user !== undefined) user.upstreamComplete(this);
   }
 
-  /** Socket data: parsed, and the parser calls back. */
-  received(chunk: Buffer): void {
+  /**
+   * Socket data (a view of READ_BUFFER, valid until the next read): parsed, and the parser calls
+   * back; the bytes of a Content-Length body go to the user without the parser.
+   */
+  received(data: Buffer): void {
+    let start = 0;
+    if (this.rawBody > 0) {
+      start = this.relay(data, 0);
+      if (start === data.length) return;
+    }
     if (this.user === undefined) {
       // A server talking on an idle connection is not one to send a request to.
       this.socket.destroy();
       return;
     }
+    const chunk = start === 0 ? data : data.subarray(start);
     const ret = this.parser.execute(chunk);
     if (ret instanceof Error) {
-      prepareParseError(ret, this.parser, chunk);
+      prepareParseError(ret, this.parser, Buffer.from(chunk));
       this.error ??= ret as NodeJS.ErrnoException;
       this.socket.destroy();
+      return;
     }
+    if (this.rawBody > 0) {
+      // The parser stopped after the head (onHeadersComplete): it is made ready for the next
+      // response, and what follows the head here is body.
+      resetResponseParser(this.parser);
+      if (ret < chunk.length) this.received(chunk.subarray(ret));
+    }
+  }
+
+  /** Relays the body bytes of `data` from `start` on; returns where they end. */
+  private relay(data: Buffer, start: number): number {
+    const end = Math.min(data.length, start + this.rawBody);
+    this.rawBody -= end - start;
+    const user = this.user;
+    if (user !== undefined) {
+      const body = copyOf(data, start, end);
+      if (user.upstreamBody(this, body)) release(body);
+    }
+    if (this.rawBody === 0) {
+      this.rawBody = -1;
+      this.completed();
+    }
+    return end;
   }
 
   /** The server ended its side: a response delimited by the close completes now. */
   ended(): void {
-    if (this.user === undefined) return;
+    // A Content-Length body cut short: the close reports it (socket hang up).
+    if (this.user === undefined || this.rawBody > 0) return;
     const ret = this.parser.finish();
     if (ret instanceof Error) {
       prepareParseError(ret, this.parser, undefined);
@@ -178,7 +233,15 @@ export class UpstreamConnection {
       return 1;
     }
     this.keepAlive = shouldKeepAlive;
-    return user.upstreamHead(this, statusCode, statusMessage, raw ?? []) ? 1 : 0;
+    const fields = raw ?? [];
+    if (user.upstreamHead(this, statusCode, statusMessage, fields)) return 1;
+    if (statusCode === 204 || statusCode === 304) return 0;
+    const length = contentLength(fields);
+    if (length <= 0) return 0;
+    // The body is relayed without the parser: it stops after this head (2: no body, and return
+    // from execute), and is reset for the next response.
+    this.rawBody = length;
+    return 2;
   }
 
   onHeaderPart(headers: string[]): void {
@@ -190,12 +253,31 @@ export class UpstreamConnection {
   }
 
   onMessageComplete(): void {
+    // The end the parser sees of a head whose body is relayed raw: not the end of the response.
+    if (this.rawBody > 0) return;
     if (this.informational) {
       this.informational = false;
       return;
     }
     this.completed();
   }
+}
+
+/**
+ * The Content-Length of a response head, -1 when it has none or a Transfer-Encoding (the parser
+ * has rejected a malformed or repeated one already).
+ */
+function contentLength(raw: readonly string[]): number {
+  let length = -1;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 14) {
+      if (name.toLowerCase() === 'content-length') length = Number(raw[i + 1]!.trim());
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      return -1;
+    }
+  }
+  return Number.isSafeInteger(length) ? length : -1;
 }
 
 /** `socket hang up`: the server closed the connection before the whole response, as node:http says it. */
@@ -242,7 +324,7 @@ function onConnect(this: TaggedSocket): void {
 
 /** `n` bytes read into READ_BUFFER. */
 function onRead(this: TaggedSocket, n: number): boolean {
-  this[kConn]!.received(chunkOf(n));
+  this[kConn]!.received(READ_BUFFER.subarray(0, n));
   return true;
 }
 
