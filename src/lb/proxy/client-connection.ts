@@ -27,6 +27,7 @@ import {
   prepareParseError,
   releaseParser,
   requestParser,
+  resetRequestParser,
 } from './http-parser.js';
 import { readsIntoUserBuffer } from './injected.js';
 import { READ_BUFFER } from './read-buffer.js';
@@ -304,9 +305,20 @@ export class FrontRequest implements RequestHead {
   }
 }
 
+/** Parsers of connections that went idle, for connections that have something to parse again. */
+const spareParsers: TaggedParser[] = [];
+const MAX_SPARE_PARSERS = 256;
+
 /** One accepted client connection. */
 export class ClientConnection {
-  private parser: TaggedParser;
+  /** Taken when data comes, put back when the connection is idle again (shelveParser). */
+  private parser: TaggedParser | undefined = undefined;
+  /** In parser.execute(): the parser is not to be put back from within its own callbacks. */
+  private executing = false;
+  /** When the parser was taken (a parser's clock has no start until its first message begins). */
+  private parserSince: number;
+  /** Bytes came on the connection. */
+  private gotBytes = false;
   /** The request being answered; undefined while idle. */
   private current: FrontRequest | undefined = undefined;
   /** Requests parsed while `current` is answered (pipelining), in order. */
@@ -324,7 +336,6 @@ export class ClientConnection {
   rejected = false;
   /** When the connection last went idle (performance.now()); -1 while a request is under way. */
   idleSince: number;
-  private readonly openedAt: number;
   /** A parse error to answer once the response in progress is done. */
   private deferredError: { status: number; text: string } | undefined = undefined;
   closed = false;
@@ -332,13 +343,11 @@ export class ClientConnection {
   constructor(
     readonly socket: Socket,
     readonly handler: ClientHandler,
-    maxHeaderSize: number,
+    /** For the parser (llhttp counts the request line and header section against it). */
+    private readonly maxHeaderSize: number,
     private readonly connections: Set<ClientConnection>,
   ) {
-    const parser = requestParser(CALLBACKS, maxHeaderSize) as TaggedParser;
-    parser[kConn] = this;
-    this.parser = parser;
-    this.openedAt = this.idleSince = performance.now();
+    this.parserSince = this.idleSince = performance.now();
     (socket as TaggedSocket)[kConn] = this;
     // A socket this process accepted reads into READ_BUFFER (onClientRead); one handed over emits 'data'.
     if (!readsIntoUserBuffer(socket)) socket.on('data', onData);
@@ -358,10 +367,38 @@ export class ClientConnection {
 
   /** The headers of a request started `ms` ago or more are not all in (also: nothing sent since the connection opened). */
   headersLate(ms: number, now: number): boolean {
+    if (this.rejected) return false;
     const p = this.parser;
-    if (this.rejected || p.headersCompleted()) return false;
-    // Before its first request began, the parser's clock has no start: the connection's is used.
-    return Math.min(p.duration(), now - this.openedAt) >= ms;
+    // Shelved: between two requests (the keep-alive timeout's business), or nothing sent yet.
+    if (p === undefined) return !this.gotBytes && now - this.parserSince >= ms;
+    if (p.headersCompleted()) return false;
+    // Before its first request began, the parser's clock has no start: the parser's taking is used.
+    return Math.min(p.duration(), now - this.parserSince) >= ms;
+  }
+
+  private takeParser(): TaggedParser {
+    const max = this.maxHeaderSize;
+    let parser = spareParsers.pop();
+    if (parser === undefined) parser = requestParser(CALLBACKS, max) as TaggedParser;
+    else resetRequestParser(parser, max);
+    parser[kConn] = this;
+    return parser;
+  }
+
+  /**
+   * Puts the parser back while the connection is idle between requests: an idle keep-alive
+   * connection holds none (measured with 10,000 idle connections: 8.3 -> 6.5 KiB each); the next
+   * data takes one again.
+   */
+  private shelveParser(): void {
+    const p = this.parser;
+    if (p === undefined || this.executing || !this.idle || this.rejected || this.closed) return;
+    // Only at a message boundary: a request begun and not complete keeps its parser.
+    if (this.gotBytes && !p.headersCompleted()) return;
+    this.parser = undefined;
+    p[kConn] = undefined;
+    if (spareParsers.length < MAX_SPARE_PARSERS) spareParsers.push(p);
+    else releaseParser(p);
   }
 
   pauseFor(reason: number): void {
@@ -378,14 +415,25 @@ export class ClientConnection {
   /** Socket data: parsed; the parser calls back. */
   received(chunk: Buffer): void {
     if (this.rejected) return;
-    const ret = this.parser.execute(chunk);
+    this.gotBytes = true;
+    let parser = this.parser;
+    if (parser === undefined) {
+      this.parserSince = performance.now();
+      parser = this.parser = this.takeParser();
+    }
+    this.executing = true;
+    const ret = parser.execute(chunk);
+    this.executing = false;
     if (ret instanceof Error) {
-      prepareParseError(ret, this.parser, chunk);
+      prepareParseError(ret, parser, chunk);
       this.parseError(ret as ParseError);
       return;
     }
     const up = this.upgradeRequest;
-    if (up === undefined) return;
+    if (up === undefined) {
+      if (this.idleSince >= 0) this.shelveParser();
+      return;
+    }
     // What follows the request is the tunnel's (copied: the read buffer is reused).
     const head = Buffer.from(chunk.subarray(ret));
     if (this.current === undefined) this.startUpgrade(up, head);
@@ -400,10 +448,11 @@ export class ClientConnection {
 
   /** The client ended its side (FIN). */
   ended(): void {
-    if (!this.rejected && this.parsing !== undefined) {
-      const ret = this.parser.finish();
+    const parser = this.parser;
+    if (!this.rejected && this.parsing !== undefined && parser !== undefined) {
+      const ret = parser.finish();
       if (ret instanceof Error) {
-        prepareParseError(ret, this.parser, undefined);
+        prepareParseError(ret, parser, undefined);
         this.parseError(ret as ParseError);
         return;
       }
@@ -422,7 +471,8 @@ export class ClientConnection {
   closedNow(): void {
     this.closed = true;
     this.connections.delete(this);
-    releaseParser(this.parser);
+    if (this.parser !== undefined) releaseParser(this.parser);
+    this.parser = undefined;
     const current = this.current;
     this.current = undefined;
     current?.lost();
@@ -548,6 +598,7 @@ export class ClientConnection {
       return;
     }
     this.idleSince = performance.now();
+    this.shelveParser();
   }
 
   /** @internal */
@@ -570,7 +621,8 @@ export class ClientConnection {
     socket.pause();
     this.closed = true;
     this.connections.delete(this);
-    releaseParser(this.parser);
+    if (this.parser !== undefined) releaseParser(this.parser);
+    this.parser = undefined;
     this.handler.upgrade(req, socket, head);
   }
 

@@ -88,6 +88,11 @@ export function resetResponseParser(parser: HttpParser): void {
   parser.initialize(HTTPParser.RESPONSE, RESOURCE, 0, HTTPParser.kLenientNone);
 }
 
+/** Makes a request parser as new (for another connection), with `maxHeaderSize`. */
+export function resetRequestParser(parser: HttpParser, maxHeaderSize: number): void {
+  parser.initialize(HTTPParser.REQUEST, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
+}
+
 function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {
   const parser = new HTTPParser();
   parser.initialize(type, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
