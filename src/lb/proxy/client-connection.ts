@@ -62,7 +62,7 @@ export interface ClientHandler {
   request(req: FrontRequest): void;
   /** An Upgrade or CONNECT request: the socket, and what followed the request, are the handler's now. */
   upgrade(req: FrontRequest, socket: Socket, head: Buffer): void;
-  /** A parse error or a headers timeout: answered here, reported there (for a 400, with the reason). */
+  /** The frontend is shutting down: every response asks its client to close the connection. */
   readonly closing: boolean;
   /** Seconds for the Keep-Alive header. */
   readonly keepAliveSeconds: number;
@@ -289,6 +289,8 @@ export class FrontRequest implements RequestHead {
   private finish(): void {
     this.finished = true;
     this.awaitDrain = false;
+    // The rest of an unread body is dropped as it comes: nothing may hold reading back for it.
+    if (!this.complete) this.stopBody();
     const owner = this.owner;
     this.owner = undefined;
     owner?.clientDone(this);
