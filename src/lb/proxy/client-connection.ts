@@ -190,7 +190,7 @@ export class FrontRequest implements RequestHead {
     if (this.reading && !this.finished) this.owner?.clientBodyEnd(this);
   }
 
-  /** `100 Continue`, at once. */
+  /** `100 Continue`, at once (once: it clears awaitingContinue). */
   writeContinue(): void {
     if (this.headersSent || this.finished) return;
     this.awaitingContinue = false;

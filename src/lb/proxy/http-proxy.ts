@@ -90,9 +90,6 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   queue: RequestQueue | undefined = undefined;
   /** Waiting in `queue` now. */
   waiting = false;
-  /** The client sent `Expect: 100-continue`: the server's 100 Continue is relayed (`sent100` once it was). */
-  expectContinue = false;
-  sent100 = false;
   /** Request body bytes read so far; counted only when maxBodySize is set. */
   bodyBytes = 0;
 
@@ -146,17 +143,8 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
     const options = proxy.options;
     const headers = clientResponseHeaders(rawHeaders, proxy.closing, options.requestIdHeader, this.requestId);
     this.sticky?.addSetCookie(headers, this.cookieServer, server);
-    try {
-      this.req.writeHead(status, message, headers);
-    } catch (err) {
-      server.failures++;
-      proxy.log.warn(
-        `backend ${server.backend}: server ${server.name} sent a response that cannot be relayed: ${describeError(err)}`,
-      );
-      this.abandon();
-      proxy.fail(this, 502);
-      return true;
-    }
+    // Every field passed the strict parser: nothing in it can break the head written to the client.
+    this.req.writeHead(status, message, headers);
     this.responded = true;
     return this.req.method === 'HEAD';
   }
@@ -164,9 +152,8 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   /** ConnectionUser: a 1xx before the final answer; a 100 Continue goes to the client that expects it. */
   upstreamInformational(conn: UpstreamConnection, status: number): void {
     if (status !== 100 || conn !== this.conn || this.done) return;
-    if (!this.expectContinue || this.sent100 || this.req.headersSent) return;
-    this.sent100 = true;
-    this.req.writeContinue();
+    // Relayed once, to a client that waits for it (`Expect: 100-continue`).
+    if (this.req.awaitingContinue) this.req.writeContinue();
   }
 
   /** ConnectionUser: a chunk of the response body, with backpressure from the client. */
@@ -288,7 +275,10 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
 }
 
 const TEXT = 'text/plain; charset=utf-8';
-/** How the frontend's connections are set up (half-open: a client's FIN does not cut its response). */
+/**
+ * How the frontend's connections are set up: half-open, so that a client's FIN does not close the
+ * socket by itself (client-connection.ts decides what it means).
+ */
 const HTTP_SOCKET = { allowHalfOpen: true, noDelay: true };
 /** `Expect` values other than this get a 417. */
 const CONTINUE = /^100-continue$/i;
@@ -326,6 +316,8 @@ export class HttpProxy implements ClientHandler {
   private unavailableBody: Buffer;
   /** WebSocket and other Upgrade requests, and their tunnels. */
   readonly upgrades: UpgradeHandler;
+  /** An Upgrade or CONNECT request (ClientHandler): its checks, then the tunnel (upgrade.ts). */
+  readonly upgrade: (req: FrontRequest, socket: Socket, head: Buffer) => void;
   private tooLargeBody: Buffer;
   private tooManyHeadersBody: Buffer;
   /** Serves connections another process accepted (handOver) instead of listening itself. */
@@ -348,7 +340,7 @@ export class HttpProxy implements ClientHandler {
     this.tooManyHeadersBody = Buffer.from(limitMessage(431, options));
     this.server = createServer(HTTP_SOCKET, this.onConnection);
     this.upgrades = new UpgradeHandler(this);
-    this.onUpgrade = guardUpgrade(this.upgrades.onUpgrade);
+    this.upgrade = guardUpgrade(this.upgrades.onUpgrade);
   }
 
   /**
@@ -459,24 +451,17 @@ export class HttpProxy implements ClientHandler {
     });
   }
 
-  /** An Upgrade or CONNECT request (ClientHandler): its checks, then the tunnel (upgrade.ts). */
-  readonly upgrade: (req: FrontRequest, socket: Socket, head: Buffer) => void = (req, socket, head) =>
-    this.onUpgrade(req, socket, head);
-  private readonly onUpgrade: (req: FrontRequest, socket: Socket, head: Buffer) => void;
-
   /** A request's head is in (ClientHandler). */
   request(req: FrontRequest): void {
     if (rejectMalformed(req)) return;
     // `Expect: 100-continue` goes to the server, and the client gets a 100 Continue only when the
     // server sends one; a final answer instead (417, 401, 413…) goes to the client, which then
     // never sends the body. Other expectations: 417.
-    let expectContinue = false;
     if (req.expect !== undefined && req.httpVersionMinor === 1) {
       if (!CONTINUE.test(req.expect)) {
         sendLocal(req, 417, EXPECTATION_FAILED, true);
         return;
       }
-      expectContinue = true;
       req.awaitingContinue = true;
     }
     const options = this.options;
@@ -511,8 +496,8 @@ export class HttpProxy implements ClientHandler {
       options,
       requestId,
     );
-    const method = req.method!;
-    const url = req.url!;
+    const method = req.method;
+    const url = req.url;
     // What cannot go on a request line (the client-side parser never lets it through anyway).
     if (UNSENDABLE_TARGET.test(url)) {
       this.log.warn(
@@ -524,7 +509,6 @@ export class HttpProxy implements ClientHandler {
     const head = requestHead(method, url, headers);
     const ex = new Exchange(this, req, head, hasBody, sendsChunked(headers), target, ctx);
     ex.requestId = requestId;
-    ex.expectContinue = expectContinue;
     if (sticky?.mayRepin(pinned)) {
       ex.sticky = sticky;
       ex.cookieServer = pinned;
