@@ -12,7 +12,12 @@ import type { TestContext } from 'node:test';
 import { test } from 'node:test';
 import type { ResolvedConfig } from '../../src/config/load.js';
 import { startLoadBalancer } from '../../src/lb/load-balancer.js';
-import { WORKER_MALLOC_ENV, workerEnv, workerExecArgv } from '../../src/lb/workers/worker-pool.js';
+import {
+  WORKER_MALLOC_ENV,
+  WORKER_SEMI_SPACE_MIB,
+  workerEnv,
+  workerExecArgv,
+} from '../../src/lb/workers/worker-pool.js';
 import type { LbStatus } from '../../src/lb/stats/status.js';
 import { isAlive, waitFor } from '../helpers/index.js';
 import { admin, adminPort, getVia } from './admin-fixtures.js';
@@ -187,7 +192,10 @@ test('/status, the admin API and /metrics sum the counters of every worker, and 
   assert.ok(!workers.some((w) => w.pid === process.pid), 'the workers are processes of their own');
   for (const w of workers) {
     const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
-    assert.ok(argv.includes('--max-semi-space-size=8'), `worker ${w.id} runs with a small young generation`);
+    assert.ok(
+      argv.includes(`--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`),
+      `worker ${w.id} runs with a small young generation`,
+    );
     const environ = readFileSync(`/proc/${w.pid}/environ`, 'utf8').split('\0');
     for (const [name, value] of Object.entries(WORKER_MALLOC_ENV)) {
       if (process.env[name] === undefined) {
@@ -309,11 +317,13 @@ test('close() stops every worker process; workers: 1 runs everything in this pro
 test("workers get a small young generation unless the operator chose one, and not the test runner's flags", () => {
   assert.deepEqual(workerExecArgv(['--enable-source-maps', '--test-reporter=spec'], undefined), [
     '--enable-source-maps',
-    '--max-semi-space-size=8',
+    `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`,
   ]);
   assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], undefined), ['--max-semi-space-size=32']);
   assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4 --trace-warnings'), []);
-  assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), ['--max-semi-space-size=8']);
+  assert.deepEqual(workerExecArgv(['--inspect=9229'], '--trace-warnings'), [
+    `--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`,
+  ]);
 });
 
 test("workers keep freed memory for glibc's malloc unless the operator set it", () => {
@@ -321,4 +331,6 @@ test("workers keep freed memory for glibc's malloc unless the operator set it", 
   assert.equal(env['PATH'], '/bin');
   assert.equal(env['MALLOC_TOP_PAD_'], '0');
   assert.equal(env['MALLOC_TRIM_THRESHOLD_'], String(32 * 1024 * 1024));
+  assert.equal(env['MALLOC_ARENA_MAX'], '2');
+  assert.equal(workerEnv({ MALLOC_ARENA_MAX: '8' })['MALLOC_ARENA_MAX'], '8');
 });

@@ -49,13 +49,16 @@ const STABLE_AFTER_MS = 10_000;
 
 /**
  * V8's young generation of a worker, in MiB per semi-space (V8's default grows to 16). A worker
- * holding many idle keep-alive connections keeps a young generation sized for its busiest moment.
- * Measured with `npm run bench` on 2 cores, 10,000 idle connections over two workers and 64 KiB
- * answers at concurrency 64 (Tandem L7): 16 MiB 291 MiB held, 8,600 req/s; 8 MiB 270 MiB,
- * 8,100 req/s; 4 MiB 256 MiB, 7,200 req/s; 2 MiB 247 MiB but 3,800 req/s (scavenges all the
- * time). 8 MiB saves a fifth of the idle growth at no cost beyond the run-to-run noise.
+ * keeps the young generation it grew at its busiest moment: opening 10,000 connections at once
+ * grows it to the maximum, and both semi-spaces stay resident while the connections sit idle.
+ * Measured on 2 cores (10,000 idle connections over two workers; each worker's private memory):
+ * 8 MiB 41 to 46 MiB, 4 MiB 36 to 39, 2 MiB 30 to 35. Throughput at concurrency 64, three rounds
+ * alternating 2, 4 and 8 (medians, requests/s): small answers 16,800, 17,700 and 17,400; 64 KiB
+ * answers 8,600, 8,800 and 7,400, all within the run-to-run spread of this machine (±15 %). Since
+ * the proxy copies 64 KiB bodies into recycled buffers (read-buffer.ts) a request leaves little
+ * for the young generation; before that, 2 MiB had cost half the 64 KiB throughput.
  */
-const WORKER_SEMI_SPACE_MIB = 8;
+export const WORKER_SEMI_SPACE_MIB = 4;
 
 /**
  * The Node.js flags of a worker: the primary's, without the test runner's and the inspector's,
@@ -78,11 +81,15 @@ export function workerExecArgv(parent: readonly string[], nodeOptions: string | 
  * buffers fault it back in page by page. Measured on 2 cores, Tandem L7 with 64 KiB answers at
  * concurrency 64: 1 to 8 page faults per request and 4,700 to 8,800 requests/s (the worst runs at
  * 300 µs of CPU per request), against 0.01 to 0.1 faults and 9,300 to 10,400 requests/s with these
- * settings. A value the operator set in the environment is kept.
+ * settings. At most 2 malloc arenas: glibc otherwise gives each of V8's helper threads an arena of
+ * its own, and holding 10,000 idle connections left 2 to 4 MiB more per worker in them (measured
+ * on 2 cores: 32 to 35 MiB of private memory per worker with 2 arenas, 36 and 39 without). A value
+ * the operator set in the environment is kept.
  */
 export const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024),
   MALLOC_TOP_PAD_: String(8 * 1024 * 1024),
+  MALLOC_ARENA_MAX: '2',
 };
 
 /** The environment of a worker: the primary's, with WORKER_MALLOC_ENV where it sets none. */
