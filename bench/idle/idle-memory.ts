@@ -84,8 +84,7 @@ export async function measureIdle(
         OPEN_TIMEOUT_MS,
       ),
     ) as { held: number; failed: number; firstError: string };
-    const rssHeld = await settledRss(pid);
-    const sharedOnce = sharedOnceBytes(pid);
+    const { rss: rssHeld, sharedOnce } = await settledMemory(pid);
     const checked = client.waitForLine('open count', (l) => l.startsWith('{"open"'), 10_000);
     client.proc.stdin!.write('check\n');
     const stillOpen = (JSON.parse(await checked) as { open: number }).open;
@@ -112,18 +111,22 @@ export async function measureIdle(
 
 /**
  * Reads the RSS of `pid`'s tree every 250 ms until two readings in a row differ by less than 1 %
- * (at most 5 s) and returns the highest reading.
+ * (at most 5 s) and returns the highest reading, and the highest of its shared-once memory
+ * (sharedOnceBytes) read at the same times.
  */
-async function settledRss(pid: number): Promise<number> {
+async function settledMemory(pid: number): Promise<{ rss: number; sharedOnce: number | undefined }> {
   let highest = rssBytes(pid);
+  let sharedOnce = sharedOnceBytes(pid);
   let previous = highest;
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 250));
     const now = rssBytes(pid);
     highest = Math.max(highest, now);
+    const once = sharedOnceBytes(pid);
+    if (once !== undefined) sharedOnce = Math.max(sharedOnce ?? 0, once);
     if (Math.abs(now - previous) < previous * 0.01) break;
     previous = now;
   }
-  return highest;
+  return { rss: highest, sharedOnce };
 }

@@ -55,7 +55,7 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
     out.push('', `## Idle keep-alive client connections`, '');
     out.push(
       'A client process opens the connections, sends one `GET /` on each, reads the answer and keeps them open; ' +
-        'the proxy’s resident memory (all its processes) is read before and while it holds them. `shared once`: while holding, with the pages its processes share (the program’s code and libraries) counted once rather than once per process; the target is checked on the RSS sum.',
+        'the proxy’s resident memory (all its processes) is read before and while it holds them. `shared once`: while holding, with the pages its processes share (the program’s code and libraries) counted once rather than once per process, which is the memory the machine gives the proxy; the target is checked on it (on the RSS sum where a kernel gives no smaps_rollup).',
     );
     if (results.idle.length > 0) out.push('', renderMarkdown(idleTable(results)));
     for (const sk of results.idleSkipped) out.push('', `- ${sk.contender}: skipped: ${sk.reason}`);

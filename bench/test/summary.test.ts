@@ -87,3 +87,32 @@ test("targets: each of the issue's targets is judged, and a missing figure is 'n
   assert.equal(met('Tandem L7 holds 10,000'), true);
   assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
 });
+
+test('idle target: judged on the memory with shared pages counted once where it is known, else on the RSS sum', () => {
+  const held = (rssHeldMiB: number, sharedOnceHeldMiB?: number): IdleResult[] => [
+    {
+      contender: 'tandem-l7',
+      connections: 10_000,
+      attempted: 10_000,
+      held: 10_000,
+      failed: 0,
+      stillOpen: 10_000,
+      rssBeforeMiB: 60,
+      rssHeldMiB,
+      perConnectionKiB: 8,
+      ...(sharedOnceHeldMiB === undefined ? {} : { sharedOnceHeldMiB }),
+    },
+  ];
+  const idleCheck = (idle: IdleResult[]) =>
+    checkTargets(points(), ['small'], idle).find((c) => c.target.startsWith('Tandem L7 holds 10,000'))!;
+  const counted = idleCheck(held(220, 140));
+  assert.equal(counted.met, true);
+  assert.match(
+    counted.measured,
+    /^140\.0 MiB holding 10,000 of 10,000, shared pages counted once \(220\.0 MiB summing/,
+  );
+  assert.equal(idleCheck(held(220, 151)).met, false);
+  assert.equal(idleCheck(held(140)).met, true);
+  assert.equal(idleCheck(held(151)).met, false);
+  assert.equal(idleCheck([{ ...held(140, 140)[0]!, stillOpen: 9_000 }]).met, false);
+});
