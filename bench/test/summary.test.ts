@@ -63,33 +63,9 @@ test('ratios: L7 contenders against HAProxy mode http, L4 ones against mode tcp'
   assert.equal(by('haproxy-http').ratio, 1);
 });
 
-test("targets: each of the issue's targets is judged, and a missing figure is 'not measured'", () => {
-  const idle: IdleResult[] = [
-    {
-      contender: 'tandem-l7',
-      connections: 10_000,
-      attempted: 10_000,
-      held: 10_000,
-      failed: 0,
-      stillOpen: 10_000,
-      rssBeforeMiB: 60,
-      rssHeldMiB: 140,
-      perConnectionKiB: 8,
-    },
-  ];
-  const checks = checkTargets(points(), ['small', '64k'], idle);
-  const met = (prefix: string) => checks.find((c) => c.target.startsWith(prefix))?.met;
-  assert.equal(met('small, c=64: Tandem L7 throughput'), true);
-  assert.equal(met('small, c=64: Tandem L7 p99'), true);
-  assert.equal(met('small, c=64: Tandem L4 throughput'), false);
-  assert.equal(met('small: http-proxy-3 behind'), true);
-  assert.equal(met('64k, c=64: Tandem L7 throughput'), undefined);
-  assert.equal(met('Tandem L7 holds 10,000'), true);
-  assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
-});
-
-test('idle target: judged on the memory with shared pages counted once where it is known, else on the RSS sum', () => {
-  const held = (rssHeldMiB: number, sharedOnceHeldMiB?: number): IdleResult[] => [
+/** Tandem L7's idle test: 10,000 connections held in `rssHeldMiB` (and `sharedOnceHeldMiB` if given). */
+function idleHeld(rssHeldMiB: number, sharedOnceHeldMiB?: number): IdleResult[] {
+  return [
     {
       contender: 'tandem-l7',
       connections: 10_000,
@@ -103,16 +79,31 @@ test('idle target: judged on the memory with shared pages counted once where it 
       ...(sharedOnceHeldMiB === undefined ? {} : { sharedOnceHeldMiB }),
     },
   ];
+}
+
+test("targets: each of the issue's targets is judged, and a missing figure is 'not measured'", () => {
+  const checks = checkTargets(points(), ['small', '64k'], idleHeld(140));
+  const met = (prefix: string) => checks.find((c) => c.target.startsWith(prefix))?.met;
+  assert.equal(met('small, c=64: Tandem L7 throughput'), true);
+  assert.equal(met('small, c=64: Tandem L7 p99'), true);
+  assert.equal(met('small, c=64: Tandem L4 throughput'), false);
+  assert.equal(met('small: http-proxy-3 behind'), true);
+  assert.equal(met('64k, c=64: Tandem L7 throughput'), undefined);
+  assert.equal(met('Tandem L7 holds 10,000'), true);
+  assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
+});
+
+test('idle target: judged on the memory with shared pages counted once where it is known, else on the RSS sum', () => {
   const idleCheck = (idle: IdleResult[]) =>
     checkTargets(points(), ['small'], idle).find((c) => c.target.startsWith('Tandem L7 holds 10,000'))!;
-  const counted = idleCheck(held(220, 140));
+  const counted = idleCheck(idleHeld(220, 140));
   assert.equal(counted.met, true);
   assert.match(
     counted.measured,
     /^140\.0 MiB holding 10,000 of 10,000, shared pages counted once \(220\.0 MiB summing/,
   );
-  assert.equal(idleCheck(held(220, 151)).met, false);
-  assert.equal(idleCheck(held(140)).met, true);
-  assert.equal(idleCheck(held(151)).met, false);
-  assert.equal(idleCheck([{ ...held(140, 140)[0]!, stillOpen: 9_000 }]).met, false);
+  assert.equal(idleCheck(idleHeld(220, 151)).met, false);
+  assert.equal(idleCheck(idleHeld(140)).met, true);
+  assert.equal(idleCheck(idleHeld(151)).met, false);
+  assert.equal(idleCheck([{ ...idleHeld(140, 140)[0]!, stillOpen: 9_000 }]).met, false);
 });
