@@ -345,4 +345,36 @@ test('the primary node vanishes without a word: failover after the timeout; when
   assert.match(metrics, /^tandem_db_term\{node="web-01"\} 2$/m);
   const primaryMetrics = await (await fetch(`http://127.0.0.1:${nodes[1]!.apiPort}/metrics`)).text();
   assert.match(primaryMetrics, /^tandem_db_primary\{node="web-02"\} 1$/m);
+
+  // The load balancers' checks come often and at once; they share the engine's answers instead of
+  // opening one or two sessions each. Three bursts of 50 reader checks: 300 sessions or more on
+  // web-01 if each asked for itself, a few (and the manager's probes meanwhile) when shared.
+  const sessions = async () =>
+    Number(
+      (await rows(nodes[0]!.port, password, 'SELECT sum(sessions)::int AS n FROM pg_stat_database'))[0]!['n'],
+    );
+  let last = await sessions();
+  // A session is counted when its backend exits, after its client is done: wait until only the
+  // background's few come in between two readings (each reading is a session itself).
+  const settled = () =>
+    waitFor('the session count to settle', async () => {
+      const n = await sessions();
+      const quiet = n - last <= 4;
+      last = n;
+      return quiet ? n : undefined;
+    });
+  const before = await settled();
+  for (let burst = 0; burst < 3; burst++) {
+    const statuses = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        fetch(`http://127.0.0.1:${nodes[0]!.apiPort}/replica?maxLag=1000000000`).then((r) => r.status),
+      ),
+    );
+    assert.deepEqual([...new Set(statuses)], [200], 'every check passes: web-01 is a replica within the lag');
+  }
+  const opened = (await settled()) - before;
+  t.diagnostic(
+    `150 reader checks opened ${opened} engine sessions (the readings and the manager's probes included)`,
+  );
+  assert.ok(opened < 60, `150 checks share the engine's answers: ${opened} sessions`);
 });

@@ -30,6 +30,10 @@ import { createNodeEngine, engineLabel, findDbNode, nodeDataDir } from './db-nod
 
 /** Time a replica gets to stream from a new primary before it is rewound. */
 const FOLLOW_GRACE_MS = 10_000;
+/** How long the engine's answer to role() serves the API's checks (after it came). */
+const ROLE_CACHE_MS = 100;
+/** How long a measured replication lag serves the API's checks (after it was measured). */
+const LAG_CACHE_MS = 250;
 
 export interface NodeAgentOptions {
   /** Serve the HTTP API used by the writer/reader endpoints' checks (default true). */
@@ -66,7 +70,10 @@ export class NodeAgent {
   private diedAt = 0;
   private api: AgentApi | undefined;
   private lastSnapshot = '';
-  private lagCache: { at: number; value: ReplicationLag } = { at: 0, value: { lag: null, bytes: null } };
+  /** The last lag measured (at: when it was known; Infinity while measuring), shared by the checks. */
+  private lagCache: { at: number; value: Promise<ReplicationLag> } | undefined = undefined;
+  /** The engine's last answer to role() (at: when it came; Infinity while asking), shared by the checks. */
+  private roleCache: { at: number; value: Promise<Role> } | undefined = undefined;
   private readonly label: string;
   /** Set after following a new primary: by then the replica must stream from it. */
   private followDeadline = 0;
@@ -88,21 +95,46 @@ export class NodeAgent {
     return this.engineRef;
   }
 
-  /** The role the engine runs as (asks it). */
+  /**
+   * The role the engine runs as. The load balancers' checks ask often and at once (a writer and a
+   * reader check per load balancer, every few hundred ms), and each answer takes a new engine
+   * session: the checks asking while a question is under way, or within ROLE_CACHE_MS of its
+   * answer, share it. A new session is the slow part of a check on a busy node, and a reader
+   * check that times out three times in a row marks the replica down, which closes every session
+   * on it.
+   */
   role(): Promise<Role> {
-    return this.engine.role();
+    const cached = this.roleCache;
+    if (cached !== undefined && Date.now() - cached.at < ROLE_CACHE_MS) return cached.value;
+    const entry: { at: number; value: Promise<Role> } = { at: Infinity, value: this.engine.role() };
+    this.roleCache = entry;
+    entry.value.then(
+      () => (entry.at = Date.now()),
+      () => {
+        if (this.roleCache === entry) this.roleCache = undefined;
+      },
+    );
+    return entry.value;
   }
 
   /**
    * How far this replica's replay is behind the primary: in the engine's unit (bytes of WAL for
    * PostgreSQL, transactions for MariaDB: what `maxLag` compares) and in bytes of the primary's log
    * (the same number on PostgreSQL); null when unknown (the primary or this node is unreachable, or
-   * this node is not a replica). One probe of each node, cached for a quarter second: the load
-   * balancer asks often.
+   * this node is not a replica). One probe of each node, shared by the checks that ask while it
+   * runs or within LAG_CACHE_MS after: the load balancers ask often and at once.
    */
-  async replicationLag(): Promise<ReplicationLag> {
-    if (Date.now() - this.lagCache.at < 250) return this.lagCache.value;
-    let value: ReplicationLag = { lag: null, bytes: null };
+  replicationLag(): Promise<ReplicationLag> {
+    const cached = this.lagCache;
+    if (cached !== undefined && Date.now() - cached.at < LAG_CACHE_MS) return cached.value;
+    const entry: { at: number; value: Promise<ReplicationLag> } = { at: Infinity, value: this.measureLag() };
+    this.lagCache = entry;
+    void entry.value.then(() => (entry.at = Date.now()));
+    return entry.value;
+  }
+
+  /** One probe of this node and one of the primary (never rejects: unknown is null). */
+  private async measureLag(): Promise<ReplicationLag> {
     try {
       const state = readClusterState(this.dataRoot);
       if (state && state.primary !== this.name) {
@@ -111,16 +143,12 @@ export class NodeAgent {
           driver.probe(this.node, 1000),
           driver.probe(findDbNode(this.config, state.primary), 1000),
         ]);
-        value = {
-          lag: driver.diff(theirs.position, mine.replayed),
-          bytes: driver.lagBytes(theirs, mine),
-        };
+        return { lag: driver.diff(theirs.position, mine.replayed), bytes: driver.lagBytes(theirs, mine) };
       }
     } catch {
-      value = { lag: null, bytes: null }; // the primary or this node is unreachable: unknown lag
+      // the primary or this node is unreachable: unknown lag
     }
-    this.lagCache = { at: Date.now(), value };
-    return value;
+    return { lag: null, bytes: null };
   }
 
   /** Seconds this replica's replay is behind (null when unknown or not a replica). */
@@ -347,6 +375,8 @@ export class NodeAgent {
   }
 
   private setActivity(activity: NodeActivity, message: string | null = null): void {
+    // The engine stops, starts or changes role: what it answered before says nothing now.
+    if (activity !== this.activity) this.roleCache = this.lagCache = undefined;
     this.activity = activity;
     this.message = message;
     this.report();
