@@ -347,8 +347,9 @@ test('the primary node vanishes without a word: failover after the timeout; when
   assert.match(primaryMetrics, /^tandem_db_primary\{node="web-02"\} 1$/m);
 
   // The load balancers' checks come often and at once; they share the engine's answers instead of
-  // opening one or two sessions each. Three bursts of 50 reader checks: 300 sessions or more on
-  // web-01 if each asked for itself, a few (and the manager's probes meanwhile) when shared.
+  // opening one or two sessions each. Three bursts of 50 reader checks: if each asked for itself,
+  // 300 sessions or more on web-01 and some checks failing; shared, a few (and the manager's
+  // probes meanwhile).
   const sessions = async () =>
     Number(
       (await rows(nodes[0]!.port, password, 'SELECT sum(sessions)::int AS n FROM pg_stat_database'))[0]!['n'],

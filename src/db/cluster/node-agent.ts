@@ -35,6 +35,36 @@ const ROLE_CACHE_MS = 100;
 /** How long a measured replication lag serves the API's checks (after it was measured). */
 const LAG_CACHE_MS = 250;
 
+/**
+ * An answer of the engine shared by everyone who asks while it is being asked for, or within
+ * `ttlMs` after it came; a failed question is not kept.
+ */
+class SharedAnswer<T> {
+  /** at: when the answer came (Infinity while it is being asked for). */
+  private entry: { at: number; value: Promise<T> } | undefined = undefined;
+
+  constructor(private readonly ttlMs: number) {}
+
+  get(ask: () => Promise<T>): Promise<T> {
+    const cached = this.entry;
+    if (cached !== undefined && Date.now() - cached.at < this.ttlMs) return cached.value;
+    const entry = { at: Infinity, value: ask() };
+    this.entry = entry;
+    entry.value.then(
+      () => (entry.at = Date.now()),
+      () => {
+        if (this.entry === entry) this.entry = undefined;
+      },
+    );
+    return entry.value;
+  }
+
+  /** What was answered says nothing any more. */
+  clear(): void {
+    this.entry = undefined;
+  }
+}
+
 export interface NodeAgentOptions {
   /** Serve the HTTP API used by the writer/reader endpoints' checks (default true). */
   api?: boolean;
@@ -70,10 +100,10 @@ export class NodeAgent {
   private diedAt = 0;
   private api: AgentApi | undefined;
   private lastSnapshot = '';
-  /** The last lag measured (at: when it was known; Infinity while measuring), shared by the checks. */
-  private lagCache: { at: number; value: Promise<ReplicationLag> } | undefined = undefined;
-  /** The engine's last answer to role() (at: when it came; Infinity while asking), shared by the checks. */
-  private roleCache: { at: number; value: Promise<Role> } | undefined = undefined;
+  /** The last lag measured, shared by the checks (replicationLag). */
+  private readonly lagAnswer = new SharedAnswer<ReplicationLag>(LAG_CACHE_MS);
+  /** The engine's last answer to role(), shared by the checks. */
+  private readonly roleAnswer = new SharedAnswer<Role>(ROLE_CACHE_MS);
   private readonly label: string;
   /** Set after following a new primary: by then the replica must stream from it. */
   private followDeadline = 0;
@@ -104,17 +134,7 @@ export class NodeAgent {
    * on it.
    */
   role(): Promise<Role> {
-    const cached = this.roleCache;
-    if (cached !== undefined && Date.now() - cached.at < ROLE_CACHE_MS) return cached.value;
-    const entry: { at: number; value: Promise<Role> } = { at: Infinity, value: this.engine.role() };
-    this.roleCache = entry;
-    entry.value.then(
-      () => (entry.at = Date.now()),
-      () => {
-        if (this.roleCache === entry) this.roleCache = undefined;
-      },
-    );
-    return entry.value;
+    return this.roleAnswer.get(() => this.engine.role());
   }
 
   /**
@@ -125,12 +145,7 @@ export class NodeAgent {
    * runs or within LAG_CACHE_MS after: the load balancers ask often and at once.
    */
   replicationLag(): Promise<ReplicationLag> {
-    const cached = this.lagCache;
-    if (cached !== undefined && Date.now() - cached.at < LAG_CACHE_MS) return cached.value;
-    const entry: { at: number; value: Promise<ReplicationLag> } = { at: Infinity, value: this.measureLag() };
-    this.lagCache = entry;
-    void entry.value.then(() => (entry.at = Date.now()));
-    return entry.value;
+    return this.lagAnswer.get(() => this.measureLag());
   }
 
   /** One probe of this node and one of the primary (never rejects: unknown is null). */
@@ -376,7 +391,10 @@ export class NodeAgent {
 
   private setActivity(activity: NodeActivity, message: string | null = null): void {
     // The engine stops, starts or changes role: what it answered before says nothing now.
-    if (activity !== this.activity) this.roleCache = this.lagCache = undefined;
+    if (activity !== this.activity) {
+      this.roleAnswer.clear();
+      this.lagAnswer.clear();
+    }
     this.activity = activity;
     this.message = message;
     this.report();
