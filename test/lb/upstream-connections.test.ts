@@ -107,6 +107,22 @@ async function rawServer(t: TestContext): Promise<RawServer> {
   return state;
 }
 
+/**
+ * A raw server behind a load balancer (`extra`: more of the backend's settings), and an agent that
+ * keeps one connection to it: one client connection, so one worker and its one pool of
+ * connections to the server.
+ */
+async function oneConnectionTo(t: TestContext, extra: Record<string, unknown> = {}) {
+  const backend = await rawServer(t);
+  const lb = await startLb(
+    t,
+    await configWith({ servers: [{ name: 'web-01', port: backend.port }], ...extra }, {}),
+  );
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  return { backend, lb, agent };
+}
+
 /** One request over `agent`: status, headers and body. */
 function via(
   agent: Agent,
@@ -130,11 +146,7 @@ function via(
 }
 
 test('responses framed every way reach the client whole; the connection is reused exactly when the server keeps it', async (t) => {
-  const backend = await rawServer(t);
-  const lb = await startLb(t, await configWith({ servers: [{ name: 'web-01', port: backend.port }] }, {}));
-  // One client connection, so one worker and its one pool of connections to the server.
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.after(() => agent.destroy());
+  const { backend, lb, agent } = await oneConnectionTo(t);
 
   const length = await via(agent, lb.port, '/length');
   assert.equal(length.status, 200);
@@ -191,14 +203,8 @@ test('responses framed every way reach the client whole; the connection is reuse
 });
 
 test('a response that ends while its client holds it back leaves the connection usable for the next request', async (t) => {
-  const backend = await rawServer(t);
   // A server timeout far longer than the test: a stuck connection could only end by it.
-  const lb = await startLb(
-    t,
-    await configWith({ servers: [{ name: 'web-01', port: backend.port }], serverTimeout: 60_000 }, {}),
-  );
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.after(() => agent.destroy());
+  const { backend, lb, agent } = await oneConnectionTo(t, { serverTimeout: 60_000 });
 
   // The client reads nothing until the proxy has had to stop passing the body on, then all of it.
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -242,10 +248,7 @@ test('a response that ends while its client holds it back leaves the connection 
 test('a malformed response on a connection whose last response had a Content-Length body is still caught: 502', async (t) => {
   // The proxy relays Content-Length bodies without the parser, which is stopped after each such
   // head and reset: a later response on the connection must be checked as strictly as the first.
-  const server = await rawServer(t);
-  const lb = await startLb(t, await configWith({ servers: [{ name: 'web-01', port: server.port }] }, {}));
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  t.after(() => agent.destroy());
+  const { backend: server, lb, agent } = await oneConnectionTo(t);
   const first = await via(agent, lb.port, '/length');
   assert.equal(first.body, 'length');
   const bad = await via(agent, lb.port, '/malformed');
