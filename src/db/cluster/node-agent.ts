@@ -148,16 +148,17 @@ export class NodeAgent {
     return this.lagAnswer.get(() => this.measureLag());
   }
 
-  /** One probe of this node and one of the primary (never rejects: unknown is null). */
+  /** One probe of this node, then one of the primary (never rejects: unknown is null). */
   private async measureLag(): Promise<ReplicationLag> {
     try {
       const state = readClusterState(this.dataRoot);
       if (state && state.primary !== this.name) {
         const driver = this.engine.driver;
-        const [mine, theirs] = await Promise.all([
-          driver.probe(this.node, 1000),
-          driver.probe(findDbNode(this.config, state.primary), 1000),
-        ]);
+        // This node first, then the primary: the primary's position only grows, so the lag is
+        // never below the true one. Probed at once, a write landing between the two made a
+        // replica look a transaction ahead of its primary (a lag of -1 under steady writes).
+        const mine = await driver.probe(this.node, 1000);
+        const theirs = await driver.probe(findDbNode(this.config, state.primary), 1000);
         return { lag: driver.diff(theirs.position, mine.replayed), bytes: driver.lagBytes(theirs, mine) };
       }
     } catch {
