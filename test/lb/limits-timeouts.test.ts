@@ -28,6 +28,35 @@ test('headersTimeout: a client trickling its headers (Slowloris) gets 408 and is
   assert.equal(a.requests, 0);
 });
 
+test('headersTimeout: the second request on a keep-alive connection, trickled, gets 408 at its own deadline', async (t) => {
+  const a = await startBackend(t, 'web-01');
+  const lb = await startLb(
+    t,
+    await configWith(
+      { servers: [{ name: 'web-01', port: a.port }], keepAliveTimeout: 60_000 },
+      { lb: { headersTimeout: '1s' } },
+    ),
+  );
+  const client = await RawClient.connect(t, lb.port);
+  client.write('GET / HTTP/1.1\r\nHost: first.test\r\n\r\n');
+  await client.until('web-01');
+  // Right after the first answer (the connection still holds its parser), then one byte every 50ms.
+  const start = Date.now();
+  const text = 'GET / HTTP/1.1\r\nHost: slow.test\r\nX-Padding: ' + 'a'.repeat(200);
+  let i = 0;
+  const drip = setInterval(() => {
+    if (client.closed || i >= text.length) clearInterval(drip);
+    else client.write(text[i++]!);
+  }, 50);
+  t.after(() => clearInterval(drip));
+  const got = await client.untilClosed(8000);
+  const elapsed = Date.now() - start;
+  assert.match(got, /\r\n\r\nweb-01HTTP\/1\.1 408 Request Timeout\r\n/);
+  assert.ok(elapsed >= 900 && elapsed < 3500, `cut after ${elapsed}ms`);
+  assert.ok(i < text.length, 'cut before the headers were complete');
+  assert.equal(a.requests, 1);
+});
+
 test('headersTimeout: a connection that sends nothing is closed too; a slow but timely client is served', async (t) => {
   const a = await startBackend(t, 'web-01');
   const lb = await startLb(

@@ -313,7 +313,7 @@ const MAX_SPARE_PARSERS = 256;
 
 /** One accepted client connection. */
 export class ClientConnection {
-  /** Taken when data comes, put back when the connection is idle again (shelveParser). */
+  /** Taken when data comes, put back when the sweep finds the connection idle (shelveParser). */
   private parser: TaggedParser | undefined = undefined;
   /** In parser.execute(): the parser is not to be put back from within its own callbacks. */
   private executing = false;
@@ -390,9 +390,12 @@ export class ClientConnection {
   /**
    * Puts the parser back while the connection is idle between requests: an idle keep-alive
    * connection holds none (measured with 10,000 idle connections: 8.3 -> 6.5 KiB each); the next
-   * data takes one again.
+   * data takes one again. The frontend's sweep calls this, not the end of each response: a
+   * connection busy with one request after another keeps its parser, which is ready for the next
+   * message as it is, instead of re-initializing one per request (llhttp's initialize(), about
+   * 0.3 µs each).
    */
-  private shelveParser(): void {
+  shelveParser(): void {
     const p = this.parser;
     if (p === undefined || this.executing || !this.idle || this.rejected || this.closed) return;
     // Only at a message boundary: a request begun and not complete keeps its parser.
@@ -432,10 +435,7 @@ export class ClientConnection {
       return;
     }
     const up = this.upgradeRequest;
-    if (up === undefined) {
-      if (this.idleSince >= 0) this.shelveParser();
-      return;
-    }
+    if (up === undefined) return;
     // What follows the request is the tunnel's (copied: the read buffer is reused).
     const head = Buffer.from(chunk.subarray(ret));
     if (this.current === undefined) this.startUpgrade(up, head);
@@ -600,7 +600,6 @@ export class ClientConnection {
       return;
     }
     this.idleSince = performance.now();
-    this.shelveParser();
   }
 
   /** @internal */

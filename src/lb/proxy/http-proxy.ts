@@ -375,8 +375,9 @@ export class HttpProxy implements ClientHandler {
 
   /**
    * Every tenth of the shorter timeout (at least every 25 ms, at most every second): connections
-   * idle past the keep-alive timeout are closed, and those whose request headers (or first
-   * request, on a new connection) are not in within the headers timeout get a 408.
+   * idle past the keep-alive timeout are closed, those whose request headers (or first
+   * request, on a new connection) are not in within the headers timeout get a 408, and the other
+   * idle ones give their parser back.
    */
   private startSweep(): void {
     const { keepAliveTimeout, headersTimeout } = this.timeouts;
@@ -387,6 +388,7 @@ export class HttpProxy implements ClientHandler {
       for (const conn of this.connections) {
         if (conn.idle && conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
         else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
+        else if (conn.idle && conn.idleSince >= 0) conn.shelveParser();
       }
     }, every);
     this.sweep.unref();
