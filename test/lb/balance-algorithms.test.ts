@@ -8,7 +8,8 @@ import { RandomBalancer } from '../../src/lb/balance/random.js';
 import { RoundRobinBalancer } from '../../src/lb/balance/roundrobin.js';
 import { SourceBalancer } from '../../src/lb/balance/source.js';
 import { StaticRoundRobinBalancer } from '../../src/lb/balance/static-rr.js';
-import { picks, request, seededRandom, servers, tally, TestServer } from './balance-fixtures.js';
+import { seededRandom } from '../helpers/index.js';
+import { picks, request, servers, tally, TestServer } from './balance-fixtures.js';
 
 describe('roundrobin: weights changed at run time', () => {
   test('a new weight counts from the next pick, and the order stays smooth', () => {

@@ -47,16 +47,4 @@ export function tally(names: readonly string[]): Record<string, number> {
   return counts;
 }
 
-/** A seeded pseudo-random source in [0, 1) (mulberry32): the same seed gives the same draws. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export { configWith } from './fixtures.js';

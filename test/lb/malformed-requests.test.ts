@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { type TestContext, test } from 'node:test';
-import { waitFor } from '../helpers/index.js';
+import { seededRandom, waitFor } from '../helpers/index.js';
 import { fetch } from './fixtures.js';
 import { type RawBackend, rawExchange, startRawBackend, startTcpLb } from './tcp-fixtures.js';
 
@@ -352,18 +352,6 @@ test(
   },
 );
 
-/** A small seeded PRNG (mulberry32): a failing run can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const SPICE = [
   '\r',
   '\n',
@@ -422,7 +410,7 @@ test(
     const backend = await recordingBackend(t);
     const lb = await startTcpLb(t, { mode: 'http', servers: [{ name: 'recorder', port: backend.port }] });
     const seed = Number(process.env['TANDEM_FUZZ_SEED'] ?? Date.now() % 1_000_000);
-    const rnd = prng(seed);
+    const rnd = seededRandom(seed);
     const base =
       `POST /fuzz?x=1 HTTP/1.1\r\n${H}${CHUNKED}Content-Type: text/plain\r\nX-Pad: a, b;c=d\r\n\r\n` +
       `5;e=f\r\nhello\r\n3\r\nabc\r\n0\r\nTrailer: v\r\n\r\n` +
