@@ -16,8 +16,11 @@ import { configWith } from './protocol-fixtures.js';
 
 const BIG = 4 * 1024 * 1024;
 
-/** Answers by path, byte for byte. `HEAD /head` gets the same head as `GET /head`, without the body. */
-function answer(method: string, path: string): { bytes: Buffer | string; close?: boolean } {
+/**
+ * Answers by path, byte for byte. `HEAD /head` gets the same head as `GET /head`, without the body.
+ * `later`: written 50 ms after `bytes` (the proxy reads them apart).
+ */
+function answer(method: string, path: string): { bytes: Buffer | string; close?: boolean; later?: string } {
   switch (path) {
     case '/healthz':
       return { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok' };
@@ -47,6 +50,29 @@ function answer(method: string, path: string): { bytes: Buffer | string; close?:
       for (let i = 1; i <= 80; i++) head += `X-Field-${i}: value ${i}\r\n`;
       return { bytes: `${head}\r\nmany` };
     }
+    case '/many-headers-chunked': {
+      // As many fields, and a body llhttp has to decode.
+      let head = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n';
+      for (let i = 1; i <= 80; i++) head += `X-Field-${i}: value ${i}\r\n`;
+      return { bytes: `${head}\r\n4\r\nmany\r\n0\r\n\r\n` };
+    }
+    case '/split-head':
+      return { bytes: 'HTTP/1.1 200 OK\r\nContent-Le', later: 'ngth: 5\r\nX-Kind: split\r\n\r\nsplit' };
+    case '/hints-apart':
+      return {
+        bytes: 'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n',
+        later: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kind: apart\r\n\r\napart',
+      };
+    case '/lookalike': {
+      // A chunked body whose second read starts like a response head: it is body all the same.
+      const inner = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+      return {
+        bytes: `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${inner.length.toString(16)}\r\n`,
+        later: `${inner}\r\n0\r\n\r\n`,
+      };
+    }
+    case '/two-lengths':
+      return { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nno' };
     case '/early-hints':
       return {
         bytes:
@@ -92,6 +118,8 @@ async function rawServer(t: TestContext): Promise<RawServer> {
         const a = answer(method, path);
         if (a.close) socket.end(a.bytes);
         else socket.write(a.bytes);
+        const later = a.later;
+        if (later !== undefined) setTimeout(() => socket.write(later), 50);
       }
     });
   });
@@ -178,6 +206,20 @@ test('responses framed every way reach the client whole; the connection is reuse
     Array.from({ length: 80 }, (_, i) => `X-Field-${i + 1}`),
   );
   assert.equal(many.headers['x-field-80'], 'value 80');
+  const manyChunked = await via(agent, lb.port, '/many-headers-chunked');
+  assert.equal(manyChunked.body, 'many');
+  assert.equal(manyChunked.headers['x-field-80'], 'value 80');
+
+  // A head in two reads, and the final head read apart from an informational one.
+  const split = await via(agent, lb.port, '/split-head');
+  assert.equal(split.body, 'split');
+  assert.equal(split.headers['x-kind'], 'split');
+  const apart = await via(agent, lb.port, '/hints-apart');
+  assert.equal(apart.status, 200);
+  assert.equal(apart.body, 'apart');
+  assert.equal(apart.headers['x-kind'], 'apart');
+  const lookalike = await via(agent, lb.port, '/lookalike');
+  assert.equal(lookalike.body, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
 
   // An informational answer first: the final one reaches the client.
   const hints = await via(agent, lb.port, '/early-hints');
@@ -192,6 +234,10 @@ test('responses framed every way reach the client whole; the connection is reuse
     'GET /no-content #1',
     'GET /not-modified #1',
     'GET /many-headers #1',
+    'GET /many-headers-chunked #1',
+    'GET /split-head #1',
+    'GET /hints-apart #1',
+    'GET /lookalike #1',
     'GET /early-hints #1',
   ]);
 
@@ -255,4 +301,12 @@ test('a malformed response on a connection whose last response had a Content-Len
   assert.equal(bad.status, 502);
   assert.doesNotMatch(bad.body, /^no$/);
   assert.deepEqual(server.seen, ['GET /length #1', 'GET /malformed #1']);
+});
+
+test('a response with two Content-Length fields is refused (502), even equal ones, after one read the common way', async (t) => {
+  const { lb, agent } = await oneConnectionTo(t);
+  assert.equal((await via(agent, lb.port, '/length')).body, 'length');
+  const bad = await via(agent, lb.port, '/two-lengths');
+  assert.equal(bad.status, 502);
+  assert.doesNotMatch(bad.body, /^no$/);
 });

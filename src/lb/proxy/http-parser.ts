@@ -7,6 +7,8 @@ import { createRequire } from 'node:module';
 
 /** The callbacks llhttp calls, by the parser's numeric slots. */
 export interface HttpParserCallbacks {
+  /** A message's first byte (optional: one more call into JavaScript per message when given). */
+  onMessageBegin?(this: HttpParser): void;
   /** A header section too large for one callback comes in parts first. */
   onHeaders(this: HttpParser, headers: string[], url: string): void;
   /**
@@ -50,6 +52,7 @@ interface HttpParserClass {
   new (): HttpParser;
   readonly REQUEST: number;
   readonly RESPONSE: number;
+  readonly kOnMessageBegin: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
@@ -96,6 +99,7 @@ export function resetRequestParser(parser: HttpParser, maxHeaderSize: number): v
 function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {
   const parser = new HTTPParser();
   parser.initialize(type, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
+  if (callbacks.onMessageBegin !== undefined) parser[HTTPParser.kOnMessageBegin] = callbacks.onMessageBegin;
   parser[HTTPParser.kOnHeaders] = callbacks.onHeaders;
   parser[HTTPParser.kOnHeadersComplete] = callbacks.onHeadersComplete;
   parser[HTTPParser.kOnBody] = callbacks.onBody;

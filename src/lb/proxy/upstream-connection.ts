@@ -11,6 +11,11 @@
  * to the kernel and faulted in again, page by page, after the worker had been idle). The parser
  * stops after such a head; the body's bytes are copied once out of READ_BUFFER into recycled
  * memory (read-buffer.ts) and relayed, and the parser is reset for the next response.
+ *
+ * Most heads do not go to the parser either: a head in the common subset response-head.ts reads
+ * (whole in one read, a Content-Length, nothing unusual) is read there, with the same results, and
+ * llhttp is left untouched at its message boundary. Anything else goes to llhttp, which then has
+ * every byte until the end of that message.
  */
 import { connect, type Socket } from 'node:net';
 import {
@@ -21,6 +26,7 @@ import {
   responseParser,
 } from './http-parser.js';
 import { copyOf, READ_BUFFER, release } from './read-buffer.js';
+import { type SimpleResponseHead, simpleResponseHead } from './response-head.js';
 
 /** Whoever sends a request over the connection: the proxy's exchange. */
 export interface ConnectionUser {
@@ -77,6 +83,8 @@ export class UpstreamConnection {
    * the parser (which would copy each piece once more); -1 when the parser has the body.
    */
   private rawBody = -1;
+  /** llhttp is inside a message (from its first byte to its end): what comes next is its. */
+  inParser = false;
   /** Header parts of a large header section (llhttp's onHeaders). */
   private headerParts: string[] | undefined = undefined;
   private error: NodeJS.ErrnoException | undefined = undefined;
@@ -150,6 +158,13 @@ export class UpstreamConnection {
       return;
     }
     const chunk = start === 0 ? data : data.subarray(start);
+    if (!this.inParser) {
+      const head = simpleResponseHead(chunk);
+      if (head !== undefined) {
+        this.simpleHead(chunk, head);
+        return;
+      }
+    }
     const ret = this.parser.execute(chunk);
     if (ret instanceof Error) {
       prepareParseError(ret, this.parser, Buffer.from(chunk));
@@ -163,6 +178,15 @@ export class UpstreamConnection {
       resetResponseParser(this.parser);
       if (ret < chunk.length) this.received(chunk.subarray(ret));
     }
+  }
+
+  /** A head response-head.ts read at the start of `chunk`: as onHeadersComplete for it, then its body. */
+  private simpleHead(chunk: Buffer, head: SimpleResponseHead): void {
+    this.keepAlive = head.keepAlive;
+    const noBody = this.user!.upstreamHead(this, head.status, head.message, head.headers);
+    if (noBody || head.length === 0) this.completed();
+    else this.rawBody = head.length;
+    if (head.end < chunk.length) this.received(chunk.subarray(head.end));
   }
 
   /** Relays the body bytes of `data` from `start` on; returns where they end. */
@@ -253,6 +277,7 @@ export class UpstreamConnection {
   }
 
   onMessageComplete(): void {
+    this.inParser = false;
     // The end the parser sees of a head whose body is relayed raw: not the end of the response.
     if (this.rawBody > 0) return;
     if (this.informational) {
@@ -288,6 +313,10 @@ function hangUp(): NodeJS.ErrnoException {
 }
 
 const CALLBACKS = {
+  onMessageBegin(this: TaggedParser): void {
+    const conn = this[kConn];
+    if (conn !== undefined) conn.inParser = true;
+  },
   onHeaders(this: TaggedParser, headers: string[]): void {
     this[kConn]?.onHeaderPart(headers);
   },
