@@ -64,6 +64,19 @@ export class DatabaseError extends TandemError {
   }
 }
 
+/**
+ * A replica's primary no longer has the WAL the replica needs to reach a consistent state (it was
+ * recycled): streaming cannot resume; the replica must be cloned afresh.
+ */
+export class WalUnavailableError extends DatabaseError {
+  constructor(
+    node: string,
+    readonly walFile: string,
+  ) {
+    super(`${node}: its primary no longer has WAL file ${walFile}, which this replica needs to start`);
+  }
+}
+
 /** Something the stack needs is not on this machine (a binary, a user). */
 export class MissingDependencyError extends TandemError {
   constructor(message: string) {

@@ -14,7 +14,7 @@
  */
 import type { ResolvedConfig } from '../../config/load.js';
 import type { DbNodeConfig } from '../../config/schema.js';
-import { DatabaseError } from '../../errors.js';
+import { DatabaseError, WalUnavailableError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { DatabaseEngine, Progress, ReplicationSource, Role } from '../engines/engine.js';
 import { type AgentApi, startAgentApi } from './agent-api.js';
@@ -236,7 +236,19 @@ export class NodeAgent {
     } else if (state.primary !== me) {
       engine.configureStandby(primary); // follow whoever is primary now
     }
-    await engine.start(this.progress);
+    try {
+      await engine.start(this.progress);
+    } catch (err) {
+      if (!(err instanceof WalUnavailableError) || state.primary === me) throw err;
+      // Behind further than the primary keeps WAL (a rewind's replay starts before the fork, a
+      // replica was away long): only a fresh copy can follow it now.
+      this.setActivity('cloning', `${state.primary} no longer has WAL file ${err.walFile}`);
+      this.progress(
+        `${state.primary} no longer has the WAL this node needs to catch up (${err.walFile}): cloning afresh`,
+      );
+      await engine.cloneAfresh(primary, this.progress);
+      await engine.start(this.progress);
+    }
     try {
       let role = await engine.role();
       if (state.primary === me && role === 'replica') {

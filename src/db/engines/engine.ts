@@ -120,6 +120,8 @@ export interface DatabaseEngine {
    * a fresh clone with the old directory kept aside). Never deletes data.
    */
   rejoin(source: ReplicationSource, progress: Progress): Promise<void>;
+  /** Keeps the stopped data directory aside (renamed) and clones a replica of `source` afresh. */
+  cloneAfresh(source: ReplicationSource, progress: Progress): Promise<void>;
   /** Starts the engine and resolves once it accepts connections. */
   start(progress: Progress): Promise<void>;
   /** The role the running engine has now. */

@@ -263,12 +263,14 @@ export class MariaDbEngine implements DatabaseEngine {
       progress(`rejoining ${source.name} by GTID from ${mine || 'the start'}`);
       return;
     }
+    progress(`${this.opts.name} has transactions ${source.name} never got (${mine}); cloning afresh`);
+    await this.cloneAfresh(source, progress);
+  }
+
+  async cloneAfresh(source: ReplicationSource, progress: Progress): Promise<void> {
     const aside = `${this.opts.dataDir}.old-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    progress(
-      `${this.opts.name} has transactions ${source.name} never got (${mine}); cloning afresh, keeping the ` +
-        `former data directory as ${aside}`,
-    );
     renameSync(this.opts.dataDir, aside);
+    progress(`kept the former data directory as ${aside}`);
     await this.cloneFrom(source, progress);
   }
 

@@ -106,9 +106,14 @@ export class PostgresDriver implements EngineDriver {
         if (Number(r.rows[0]?.d ?? 0) <= 0 || Date.now() > deadline) break;
         await new Promise((res) => setTimeout(res, 50));
       }
+      // The peers' slots are made while this node is still a replica: a slot made on a replica keeps
+      // WAL from the replica's last restartpoint, which is no later than the last checkpoint the old
+      // primary shares with it. That WAL is where a pg_rewind of the old primary starts replaying.
+      // Made after the promotion, a slot keeps WAL only from the first checkpoint as primary, and
+      // that checkpoint may already have recycled what the rewind needs.
+      for (const peer of peers) await ensureSlot(c, slotName(peer));
       const res = await c.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
       if (!res.rows[0]?.ok) throw new DatabaseError(`${node.name} did not finish its promotion within 60 s`);
-      for (const peer of peers) await ensureSlot(c, slotName(peer));
       const lsn = await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
       return lsn.rows[0]?.lsn ?? null;
     });

@@ -28,7 +28,7 @@ import {
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type pg from 'pg';
-import { DatabaseError, PortInUseError } from '../../errors.js';
+import { DatabaseError, PortInUseError, WalUnavailableError } from '../../errors.js';
 import { isProcessAlive } from '../../process-alive.js';
 import type { Logger } from '../../log.js';
 import type { PostgresBinaries } from './binaries.js';
@@ -86,6 +86,8 @@ export class PostgresEngine implements DatabaseEngine {
   private stopping = false;
   private exitListener: ((description: string) => void) | undefined;
   private readonly recentLines: string[] = [];
+  /** The WAL file this replica asked its primary for and was told is gone (since the last start). */
+  private walGone: string | null = null;
   readonly driver: PostgresDriver;
 
   constructor(private readonly opts: PostgresOptions) {
@@ -268,6 +270,10 @@ export class PostgresEngine implements DatabaseEngine {
         progress(`pg_rewind failed (${lines[lines.length - 1]?.trim()}); cloning afresh instead`);
       }
     }
+    await this.cloneAfresh(source, progress);
+  }
+
+  async cloneAfresh(source: ReplicationSource, progress: Progress): Promise<void> {
     const aside = `${this.opts.dataDir}.old-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     renameSync(this.opts.dataDir, aside);
     progress(`kept the former data directory as ${aside}`);
@@ -361,6 +367,7 @@ export class PostgresEngine implements DatabaseEngine {
     });
     this.child = child;
     this.stopping = false;
+    this.walGone = null;
     this.pipeLines(child);
     const exited = new Promise<string>((resolve) => {
       child.once('exit', (code, signal) =>
@@ -374,6 +381,11 @@ export class PostgresEngine implements DatabaseEngine {
     });
     progress('waiting for PostgreSQL to accept connections');
     const ready = await Promise.race([this.waitAcceptingConnections(), exited.then((d) => d)]);
+    if (ready === 'wal gone') {
+      // A replica that cannot reach a consistent state: it would wait for that WAL for ever.
+      await this.stop();
+      throw new WalUnavailableError(name, this.walGone!);
+    }
     if (ready !== true) {
       const tail = this.recentLines.slice(-8).join('\n    ');
       if (/could not bind|Address already in use/i.test(tail))
@@ -403,7 +415,7 @@ export class PostgresEngine implements DatabaseEngine {
     };
   }
 
-  private async waitAcceptingConnections(): Promise<true> {
+  private async waitAcceptingConnections(): Promise<true | 'wal gone'> {
     const deadline = Date.now() + 120_000;
     for (;;) {
       const client = this.client();
@@ -420,6 +432,7 @@ export class PostgresEngine implements DatabaseEngine {
         await client.end().catch(() => undefined);
       }
       if (!this.child) return new Promise<true>(() => undefined); // exited: the race reports it
+      if (this.walGone) return 'wal gone';
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -595,6 +608,8 @@ export class PostgresEngine implements DatabaseEngine {
         if (!line.trim()) continue;
         this.recentLines.push(line);
         if (this.recentLines.length > 50) this.recentLines.shift();
+        const gone = /requested WAL segment ([0-9A-F]{24}) has already been removed/.exec(line);
+        if (gone) this.walGone = gone[1]!;
         this.opts.log.info(`postgres: ${line}`);
       }
     };
