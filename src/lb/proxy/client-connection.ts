@@ -255,9 +255,12 @@ export class FrontRequest implements RequestHead {
       socket.cork();
       socket.write(head, 'latin1');
     }
-    const more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+    let more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
     if (head !== undefined) socket.uncork();
-    if (!more) this.awaitDrain = true;
+    // write() answers false for any chunk above the high-water mark (16 KiB), even one the kernel
+    // took whole at once, and under cork before anything went out: what is still queued counts.
+    if (!more && socket.writableLength === 0) more = true;
+    else if (!more) this.awaitDrain = true;
     return more;
   }
 

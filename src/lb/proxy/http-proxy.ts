@@ -239,7 +239,9 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
     const socket = conn.socket as Tagged<Socket>;
     // An empty chunk would end a chunked body.
     if (chunk.length === 0) return;
-    if (!(this.chunked ? writeChunk(socket, chunk) : socket.write(chunk))) {
+    const more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+    // False for a chunk above the high-water mark even when the kernel took it whole at once.
+    if (!more && socket.writableLength > 0) {
       this.req.pause();
       socket[kExchange] = this;
       socket.once('drain', onUpstreamDrain);

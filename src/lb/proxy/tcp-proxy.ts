@@ -342,11 +342,14 @@ function onClientData(this: Tagged, chunk: Buffer): void {
  */
 function relay(from: Tagged, to: Tagged | undefined, chunk: Buffer): boolean {
   if (to === undefined || to.destroyed || to.writableEnded) return true;
-  if (to.write(chunk)) {
-    // Nothing queued: the kernel took the whole chunk, so its memory may serve the next one.
-    if (to.writableLength === 0) release(chunk);
+  const more = to.write(chunk);
+  if (to.writableLength === 0) {
+    // Nothing queued: the kernel took the whole chunk, so its memory may serve the next one. (A
+    // chunk above the high-water mark makes write() answer false even then: no need to wait.)
+    release(chunk);
     return true;
   }
+  if (more) return true;
   to.once('drain', from === to[kSession]!.client ? resumeClient : resumeUpstream);
   return false;
 }
