@@ -252,6 +252,16 @@ async function checkAnswer(port: number, bc: BenchCase): Promise<string | undefi
   return undefined;
 }
 
+/** The contender's connections per worker, read halfway through a run of `durationSec` (Tandem only). */
+async function workerSplitHalfway(
+  running: RunningContender,
+  durationSec: number,
+): Promise<number[] | undefined> {
+  if (running.workerConnections === undefined) return undefined;
+  await new Promise((r) => setTimeout(r, (durationSec * 1000) / 2));
+  return running.workerConnections();
+}
+
 /** The order of the contenders in round `round`: the list rotated by `round` places. */
 export function roundOrder<T>(items: readonly T[], round: number): T[] {
   const k = items.length === 0 ? 0 : round % items.length;
@@ -302,8 +312,11 @@ async function measurePoint(
           peakResettable[i] = pid !== undefined && resetPeakRss(pid);
         }
         const before = pid === undefined ? 0 : cpuSeconds(pid);
+        const split = workerSplitHalfway(l.running, o.durationSec);
         const result: RunResult = await load.run({ ...settings, durationSec: o.durationSec }, ctx.children);
         if (pid !== undefined) result.cpuSeconds = cpuSeconds(pid) - before;
+        const workers = await split;
+        if (workers !== undefined) result.workerConnections = workers;
         runs[i]!.push(result);
       } catch (err) {
         errors[i] = (err as Error).message;
@@ -340,9 +353,12 @@ function describePoint(c: Contender, p: PointResult): string {
   if (p.failed) return `${head} failed: ${p.failed}`;
   const cpu = p.cpuPercent === undefined ? '' : `, CPU ${p.cpuPercent.toFixed(0)} %`;
   const rss = p.peakRssMiB === undefined ? '' : `, peak RSS ${p.peakRssMiB.toFixed(1)} MiB`;
+  const split = p.runs.some((r) => r.workerConnections !== undefined)
+    ? `, per worker ${p.runs.map((r) => r.workerConnections?.join('/') ?? '?').join(' · ')}`
+    : '';
   return (
     `${head} ${Math.round(p.rps).toLocaleString('en-US').padStart(8)} req/s, p50 ${p.latencyMs.p50.toFixed(2)} ms, ` +
-    `p99 ${p.latencyMs.p99.toFixed(2)} ms, p99.9 ${p.latencyMs.p999.toFixed(2)} ms, ${p.errors} errors${cpu}${rss}`
+    `p99 ${p.latencyMs.p99.toFixed(2)} ms, p99.9 ${p.latencyMs.p999.toFixed(2)} ms, ${p.errors} errors${cpu}${rss}${split}`
   );
 }
 

@@ -8,6 +8,12 @@ import type { Machine } from './machine.js';
 export interface RunResult extends LoadResult {
   /** User + system CPU seconds the proxy's processes used during the run; undefined for `direct`. */
   cpuSeconds?: number;
+  /**
+   * Tandem: the client connections each worker process held halfway through the run, by worker.
+   * The kernel spreads the load generator's connections over the workers, evenly or not (64/0 is
+   * seen): a reader can tell whether a slow run went with an uneven split.
+   */
+  workerConnections?: number[];
 }
 
 /** One point: a contender, a case, a concurrency; figures are medians over the measured runs. */

@@ -36,6 +36,8 @@ export interface RunningContender {
   capacity?: { connections: number; why: string };
   /** Stops every process of the contender. */
   stop(): Promise<void>;
+  /** The client connections each of its worker processes holds now, by worker (Tandem only). */
+  workerConnections?(): Promise<number[] | undefined>;
 }
 
 /** One contender of the benchmark. */

@@ -109,9 +109,34 @@ function tandemContender(mode: 'http' | 'tcp'): Contender {
         },
       );
       await waitUntilServing(this.label, port, env.backends, child);
-      return { port, pid: child.pid, stop: () => env.children.stop(child) };
+      const statsPort = (config['loadBalancers'] as { stats: { port: number } }[])[0]!.stats.port;
+      return {
+        port,
+        pid: child.pid,
+        stop: () => env.children.stop(child),
+        workerConnections: () => workerConnectionsAt(statsPort),
+      };
     },
   };
+}
+
+/** The client connections each worker holds now, from the load balancer's metrics; undefined if unreadable. */
+async function workerConnectionsAt(statsPort: number): Promise<number[] | undefined> {
+  try {
+    const res = await fetch(`http://${HOST}:${statsPort}/metrics`, { signal: AbortSignal.timeout(1000) });
+    return res.ok ? parseWorkerConnections(await res.text()) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `tandem_lb_worker_connections` of a Prometheus text page, in worker order; undefined when absent. */
+export function parseWorkerConnections(metrics: string): number[] | undefined {
+  const byWorker = new Map<number, number>();
+  for (const m of metrics.matchAll(/^tandem_lb_worker_connections\{[^}]*\bworker="(\d+)"[^}]*\} (\d+)$/gm))
+    byWorker.set(Number(m[1]), Number(m[2]));
+  if (byWorker.size === 0) return undefined;
+  return [...byWorker.entries()].sort((a, b) => a[0] - b[0]).map(([, n]) => n);
 }
 
 /** Tandem in HTTP mode. */

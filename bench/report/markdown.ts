@@ -1,7 +1,14 @@
 /** The `.md` report of a benchmark run: what ran where, the tables, the targets, what was skipped. */
 import { machineLine } from '../machine.js';
 import type { BenchResults } from '../results.js';
-import { idleTable, pointsTable, readerTable, renderMarkdown, targetsTable } from './tables.js';
+import {
+  idleTable,
+  pointsTable,
+  readerTable,
+  renderMarkdown,
+  targetsTable,
+  workerSplitLines,
+} from './tables.js';
 
 /** Explains the columns of the points tables. */
 export const COLUMNS_NOTE =
@@ -51,6 +58,16 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
     out.push('', `## ${c.label}`, '', renderMarkdown(pointsTable(results, c.id)));
   }
   out.push('', COLUMNS_NOTE);
+  const splits = workerSplitLines(results);
+  if (splits.length > 0) {
+    out.push('', '## Connections per worker', '');
+    out.push(
+      'The load generator’s connections as the kernel split them between Tandem’s worker processes, halfway ' +
+        'through each measured run, in the order of the runs, with that run’s requests/s: whether a slow run went with an uneven split.',
+      '',
+      ...splits.map((l) => `- ${l}`),
+    );
+  }
   if (results.idle.length > 0 || results.idleSkipped.length > 0) {
     out.push('', `## Idle keep-alive client connections`, '');
     out.push(

@@ -59,6 +59,23 @@ function pointRow(label: string, p: PointResult): string[] {
   ];
 }
 
+/**
+ * Per point of a contender with worker processes (Tandem): each run's client connections per
+ * worker, halfway through it, with that run's requests/s. Empty when no run has them.
+ */
+export function workerSplitLines(results: BenchResults): string[] {
+  const label = (id: string) => results.contenders.find((c) => c.id === id)?.label ?? id;
+  return results.points
+    .filter((p) => p.runs.some((r) => r.workerConnections !== undefined))
+    .map(
+      (p) =>
+        `${label(p.contender)}, ${p.case}, ${p.connections} connections: ` +
+        p.runs
+          .map((r) => `${r.workerConnections?.join('/') ?? '?'} (${formatCount(r.rps)} req/s)`)
+          .join(', '),
+    );
+}
+
 /** The idle test's table. */
 export function idleTable(results: BenchResults): Table {
   const label = (id: string) => results.contenders.find((c) => c.id === id)?.label ?? id;

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { isAlive, skipUnless, tempDir, waitFor } from '../../test/helpers/index.js';
+import { startBackends } from '../backend/backends.js';
 import { ChildGroup } from '../children.js';
+import { parseWorkerConnections, tandemL7 } from '../contenders/tandem.js';
 import { findExecutable } from '../executables.js';
 import { createWrk } from '../load/wrk.js';
+import { HOST } from '../net.js';
 import { cpuSeconds, processTree, rssBytes } from '../proc-stats.js';
 
 test('stopping a child also stops what it forked; the tree is measured as a whole', async (t) => {
@@ -49,4 +53,52 @@ test('wrk with the report script gives requests, percentiles and errors', async 
   assert.equal(ok.errors.total, 0);
   const failing = await gen.run({ ...settings, url: `http://127.0.0.1:${port}/fail` }, children);
   assert.equal(failing.errors.status, failing.requests);
+});
+
+test("Tandem's connections per worker, read from its metrics, add up to the client connections open", async (t) => {
+  const dir = tempDir('tandem-bench-test-');
+  t.after(dir.cleanup);
+  const children = new ChildGroup();
+  t.after(() => children.killAllNow());
+  const backends = await startBackends(children);
+  const running = await tandemL7.start({
+    backends,
+    dir: dir.path,
+    children,
+    maxClientConnections: 100,
+    tandemWorkers: 2,
+    tandemSpread: false,
+  });
+  t.after(() => running.stop());
+  // Twelve keep-alive connections, each answered once and held open.
+  const sockets = await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const s = connect(running.port, HOST);
+      s.setEncoding('latin1');
+      let got = '';
+      await new Promise<void>((resolve, reject) => {
+        s.on('data', (d: string) => {
+          got += d;
+          if (got.includes('\r\n\r\n')) resolve();
+        });
+        s.on('error', reject);
+        s.write(`GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n`);
+      });
+      return s;
+    }),
+  );
+  t.after(() => sockets.forEach((s) => s.destroy()));
+  const split = await waitFor('12 connections over the workers', async () => {
+    const w = await running.workerConnections!();
+    return w !== undefined && w.length === 2 && w[0]! + w[1]! === 12 ? w : undefined;
+  });
+  assert.equal(split.length, 2);
+  assert.deepEqual(
+    parseWorkerConnections(
+      '# TYPE tandem_lb_worker_connections gauge\ntandem_lb_worker_connections{worker="2"} 5\n' +
+        'tandem_lb_worker_connections{worker="1"} 7\ntandem_lb_worker_up{worker="1"} 1\n',
+    ),
+    [7, 5],
+  );
+  assert.equal(parseWorkerConnections('tandem_lb_up 1\n'), undefined);
 });

@@ -88,6 +88,13 @@ test('the Markdown report links the chart, has a table per case and lists what w
     renderMarkdownReport(r, 'c.svg'),
     /plus the primary process\); `spreadConnections: true` \(`--tandem-spread`\)\n/,
   );
+  // Without a per-worker count, no such section; with one, each run's split and its requests/s.
+  assert.doesNotMatch(md, /Connections per worker/);
+  r.points[1]!.runs[0]!.workerConnections = [40, 24];
+  assert.match(
+    renderMarkdownReport(r, 'c.svg'),
+    /## Connections per worker\n\n.*\n\n- Tandem <L7> & co, small, 64 connections: 40\/24 \(2,000 req\/s\)\n/,
+  );
 });
 
 test('a point shows the median of its runs and how far apart they were', () => {
