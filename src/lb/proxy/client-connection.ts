@@ -30,7 +30,7 @@ import {
   resetRequestParser,
 } from './http-parser.js';
 import { readsIntoUserBuffer } from './injected.js';
-import { READ_BUFFER } from './read-buffer.js';
+import { canTakeMore, READ_BUFFER } from './read-buffer.js';
 
 /** The parts of a request the proxy reads (the same names as node:http's IncomingMessage). */
 export interface RequestHead {
@@ -255,12 +255,10 @@ export class FrontRequest implements RequestHead {
       socket.cork();
       socket.write(head, 'latin1');
     }
-    let more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+    const wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
     if (head !== undefined) socket.uncork();
-    // write() answers false for any chunk above the high-water mark (16 KiB), even one the kernel
-    // took whole at once, and under cork before anything went out: what is still queued counts.
-    if (!more && socket.writableLength === 0) more = true;
-    else if (!more) this.awaitDrain = true;
+    const more = canTakeMore(socket, wrote);
+    if (!more) this.awaitDrain = true;
     return more;
   }
 

@@ -12,7 +12,7 @@ import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
 import { listen } from '../listen.js';
 import { acceptWithUserBuffer, handOver, listenOnHandle } from './injected.js';
-import { READ_BUFFER } from './read-buffer.js';
+import { canTakeMore, READ_BUFFER } from './read-buffer.js';
 import { guardUpgrade, rejectMalformed } from './request-guard.js';
 import {
   ClientConnection,
@@ -239,9 +239,7 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
     const socket = conn.socket as Tagged<Socket>;
     // An empty chunk would end a chunked body.
     if (chunk.length === 0) return;
-    const more = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
-    // False for a chunk above the high-water mark even when the kernel took it whole at once.
-    if (!more && socket.writableLength > 0) {
+    if (!canTakeMore(socket, this.chunked ? writeChunk(socket, chunk) : socket.write(chunk))) {
       this.req.pause();
       socket[kExchange] = this;
       socket.once('drain', onUpstreamDrain);

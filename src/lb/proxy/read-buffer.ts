@@ -15,6 +15,8 @@
  * is a malloc and a free each time, and the C library gives freed memory back to the kernel and
  * takes it again, a page fault for every 4 KiB touched anew.
  */
+import type { Socket } from 'node:net';
+
 /**
  * 128 KiB a read. With 64 KiB (Node's own size), an answer of 64 KiB and its head took two reads
  * from the server and two writes to the client; measured on this project's 2-core machine (Tandem
@@ -45,6 +47,15 @@ export function copyOf(data: Buffer, start: number, end: number): Buffer {
       : Buffer.from(spares.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE).buffer, 0, n);
   data.copy(chunk, 0, start, end);
   return chunk;
+}
+
+/**
+ * Whether `socket` can take more after a write that answered `wrote`: write() answers false for
+ * any chunk above the high-water mark (16 KiB), even one the kernel took whole at once, and under
+ * cork before anything went out. What is still queued is what counts.
+ */
+export function canTakeMore(socket: Socket, wrote: boolean): boolean {
+  return wrote || socket.writableLength === 0;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
 import { listen } from '../listen.js';
 import { acceptWithUserBuffer, handOver, listenOnHandle, readsIntoUserBuffer } from './injected.js';
-import { chunkOf, READ_BUFFER, release } from './read-buffer.js';
+import { canTakeMore, chunkOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
 export interface TcpProxyTimeouts {
@@ -342,13 +342,9 @@ function onClientData(this: Tagged, chunk: Buffer): void {
  */
 function relay(from: Tagged, to: Tagged | undefined, chunk: Buffer): boolean {
   if (to === undefined || to.destroyed || to.writableEnded) return true;
-  const more = to.write(chunk);
-  if (to.writableLength === 0) {
-    // Nothing queued: the kernel took the whole chunk, so its memory may serve the next one. (A
-    // chunk above the high-water mark makes write() answer false even then: no need to wait.)
-    release(chunk);
-    return true;
-  }
+  const more = canTakeMore(to, to.write(chunk));
+  // Nothing queued: the kernel took the whole chunk, so its memory may serve the next one.
+  if (to.writableLength === 0) release(chunk);
   if (more) return true;
   to.once('drain', from === to[kSession]!.client ? resumeClient : resumeUpstream);
   return false;
