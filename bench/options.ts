@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../src/config/load.js';
+import { SPREAD_MODES, type SpreadMode } from '../src/config/schema.js';
 import { UsageError } from '../src/errors.js';
 import { CASES } from './backend/cases.js';
 
@@ -32,7 +33,7 @@ export interface BenchOptions {
   /** Tandem's `workers` setting for its contenders (`auto`: one per core). */
   tandemWorkers: 'auto' | number;
   /** Tandem's `spreadConnections` setting for its contenders. */
-  tandemSpread: boolean;
+  tandemSpread: SpreadMode;
   /** Directory the results are written to. */
   outDir: string;
   help: boolean;
@@ -55,7 +56,7 @@ Measures Tandem's load balancer against HAProxy, nginx and a Node.js proxy on th
   --idle-connections N    connections of the idle-memory test, 0 to skip it (default 10000)
   --db-clients N          pgbench clients of the database reader endpoint measurement (default 16)
   --tandem-workers N      worker processes of Tandem's load balancers: auto (one per core, the default) or N
-  --tandem-spread         Tandem's load balancers keep connections even across their workers (spreadConnections)
+  --tandem-spread MODE    Tandem's spreadConnections: lopsided (the default), even or off
   --out DIR               where results are written (default bench/results)
   -h, --help              this text`;
 
@@ -80,7 +81,7 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
         'idle-connections': { type: 'string' },
         'db-clients': { type: 'string' },
         'tandem-workers': { type: 'string' },
-        'tandem-spread': { type: 'boolean', default: false },
+        'tandem-spread': { type: 'string' },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -100,6 +101,11 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
       throw new UsageError(`bench: --cases: no case "${id}" (known: ${CASES.map((c) => c.id).join(', ')})`);
   }
   const load = values.load ?? 'auto';
+  const spreadMode = (v: string | undefined): SpreadMode => {
+    if (v === undefined) return 'lopsided';
+    if ((SPREAD_MODES as readonly string[]).includes(v)) return v as SpreadMode;
+    throw new UsageError(`bench: --tandem-spread: must be ${SPREAD_MODES.join(', ')} (got "${v}")`);
+  };
   if (load !== 'auto' && load !== 'wrk' && load !== 'autocannon')
     throw new UsageError(`bench: --load: must be wrk or autocannon (got "${load}")`);
   return {
@@ -121,7 +127,7 @@ export function parseOptions(argv: string[], contenderIds: readonly string[]): B
       values['tandem-workers'] === undefined || values['tandem-workers'] === 'auto'
         ? 'auto'
         : integer('--tandem-workers', values['tandem-workers'], 0, 1),
-    tandemSpread: values['tandem-spread'] === true,
+    tandemSpread: spreadMode(values['tandem-spread']),
     outDir: values.out ?? join(PACKAGE_ROOT, 'bench', 'results'),
     help: values.help === true,
   };

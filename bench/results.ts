@@ -1,4 +1,5 @@
 /** The shape of `bench/results/<date>.json`: everything one benchmark run measured. */
+import type { SpreadMode } from '../src/config/schema.js';
 import type { ReaderResults } from './db/reader-endpoint.js';
 import type { IdleResult } from './idle/idle-memory.js';
 import type { LoadResult } from './load/load-generator.js';
@@ -84,8 +85,11 @@ export interface BenchResults {
     dbClients?: number;
     /** Tandem's `workers` setting in this run (absent in results of older runs: they had none). */
     tandemWorkers?: 'auto' | number;
-    /** Tandem's `spreadConnections` in this run (absent in results of older runs: off). */
-    tandemSpread?: boolean;
+    /**
+     * Tandem's `spreadConnections` in this run. Absent in results of older runs: off; `true` in
+     * those of `--tandem-spread` when it was a switch: even.
+     */
+    tandemSpread?: SpreadMode | boolean;
   };
   loadGenerator: { name: string; version: string };
   cases: Array<{ id: string; label: string; path: string }>;

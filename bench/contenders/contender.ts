@@ -2,6 +2,7 @@
  * The seam between the harness and what it measures: a contender is something that answers HTTP
  * on a port of 127.0.0.1, in front of the two benchmark backends (or one of them, for `direct`).
  */
+import type { SpreadMode } from '../../src/config/schema.js';
 import type { BackendAddress } from '../backend/backends.js';
 import type { ChildGroup } from '../children.js';
 
@@ -17,7 +18,7 @@ export interface ContenderEnv {
   /** Tandem's `workers` setting (`--tandem-workers`). */
   tandemWorkers: 'auto' | number;
   /** Tandem's `spreadConnections` setting (`--tandem-spread`). */
-  tandemSpread: boolean;
+  tandemSpread: SpreadMode;
 }
 
 /** A started contender. */

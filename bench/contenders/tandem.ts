@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
+import type { SpreadMode } from '../../src/config/schema.js';
 import type { BackendAddress } from '../backend/backends.js';
 import { HOST, freePort, freePorts } from '../net.js';
 import type { Contender } from './contender.js';
@@ -24,7 +25,7 @@ export async function tandemConfig(
   frontendPort: number,
   dataDir: string,
   workers: 'auto' | number = 'auto',
-  spreadConnections = false,
+  spreadConnections: SpreadMode = 'lopsided',
 ): Promise<Record<string, unknown>> {
   const [statsPort, adminPort, ...appPorts] = await freePorts(2 + backends.length);
   const frontend: Record<string, unknown> = { name: 'web', host: HOST, port: frontendPort, backend: 'web' };

@@ -43,7 +43,11 @@ export function renderMarkdownReport(results: BenchResults, chartFile: string): 
           : s.tandemWorkers === 1
             ? ' (everything in one process)'
             : ' (worker processes, plus the primary process)') +
-        (s.tandemSpread === true ? '; `spreadConnections: true` (`--tandem-spread`)' : ''),
+        (s.tandemSpread === true
+          ? '; `spreadConnections: true` (`--tandem-spread`)'
+          : s.tandemSpread === undefined || s.tandemSpread === false
+            ? ''
+            : `; \`spreadConnections: ${s.tandemSpread}\``),
     );
   out.push(
     `- Contenders: ${results.contenders

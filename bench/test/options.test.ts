@@ -18,8 +18,15 @@ test('defaults: 3 runs of 5 s after a 2 s warm-up, at 16, 64 and 256 connections
   assert.equal(parseOptions(['--db-clients', '4'], IDS).dbClients, 4);
   assert.throws(() => parseOptions(['--db-clients', '0'], IDS), UsageError);
   assert.equal(o.tandemWorkers, 'auto');
-  assert.equal(o.tandemSpread, false);
-  assert.equal(parseOptions(['--tandem-spread'], IDS).tandemSpread, true);
+  assert.equal(o.tandemSpread, 'lopsided');
+  assert.equal(parseOptions(['--tandem-spread', 'even'], IDS).tandemSpread, 'even');
+  assert.equal(parseOptions(['--tandem-spread', 'off'], IDS).tandemSpread, 'off');
+  assert.throws(
+    () => parseOptions(['--tandem-spread', 'yes'], IDS),
+    (err: Error) =>
+      err instanceof UsageError &&
+      err.message === 'bench: --tandem-spread: must be lopsided, even, off (got "yes")',
+  );
 });
 
 test('--quick makes one short run per point; explicit options still win', () => {

@@ -67,7 +67,7 @@ test("Tandem's connections per worker, read from its metrics, add up to the clie
     children,
     maxClientConnections: 100,
     tandemWorkers: 2,
-    tandemSpread: false,
+    tandemSpread: 'off',
   });
   t.after(() => running.stop());
   // Twelve keep-alive connections, each answered once and held open.

@@ -76,13 +76,19 @@ test('the Markdown report links the chart, has a table per case and lists what w
   assert.match(md, /\| Tandem <L7> & co \| 16 \| 1,000 \|/);
   assert.match(md, /- nginx: not installed \(skipped\)/);
   assert.equal(fileStamp('2026-11-22T10:15:30.000Z'), '2026-11-22-101530');
-  // Tandem's settings: said when set, spreadConnections only when on.
+  // Tandem's settings: said when set; spreadConnections when the results have it (older ones may not).
   const r = results();
   r.settings.tandemWorkers = 'auto';
   assert.match(
     renderMarkdownReport(r, 'c.svg'),
     /- Tandem's load balancer: `workers: auto` \(one worker process per core: 2, plus the primary process\)\n/,
   );
+  r.settings.tandemSpread = 'lopsided';
+  assert.match(
+    renderMarkdownReport(r, 'c.svg'),
+    /plus the primary process\); `spreadConnections: lopsided`\n/,
+  );
+  // Results of runs from when --tandem-spread was a switch.
   r.settings.tandemSpread = true;
   assert.match(
     renderMarkdownReport(r, 'c.svg'),

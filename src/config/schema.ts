@@ -27,6 +27,11 @@ const host = z
 export const WORKERS_MAX = 64;
 const WORKERS_ERROR = { error: `must be auto or an integer between 1 and ${WORKERS_MAX}` };
 
+/** `loadBalancers[].spreadConnections`: when a worker hands new connections over to another. */
+export const SPREAD_MODES = ['lopsided', 'even', 'off'] as const;
+export type SpreadMode = (typeof SPREAD_MODES)[number];
+const SPREAD_ERROR = 'must be "lopsided", "even" or "off"';
+
 /** A duration in milliseconds; written as a number (ms) or a string like "2s". */
 function duration(def: number, min = 0) {
   return z
@@ -348,12 +353,15 @@ export const loadBalancerSchema = z.strictObject({
     )
     .default('auto'),
   /**
-   * Workers keep their client connections even: one that holds more than its share of a
-   * frontend's long-lived connections hands new ones to the least loaded worker (through the
-   * primary). Off by default: each hand-over waits for both processes' event loops, which under
-   * full load delays the first answer on those connections (see the README).
+   * When a worker hands a new client connection to the least loaded worker (through the primary),
+   * for frontends that every worker accepts on (lb/workers/connection-spread.ts): `lopsided` when
+   * another worker holds under a quarter of its connections, `even` whenever it holds more than
+   * its share, `off` never. `true` and `false`, from when this was a switch, mean `even` and `off`.
    */
-  spreadConnections: z.boolean({ error: 'must be true or false' }).default(false),
+  spreadConnections: z
+    .union([z.enum(SPREAD_MODES), z.boolean()], { error: SPREAD_ERROR })
+    .transform((v): SpreadMode => (v === true ? 'even' : v === false ? 'off' : v))
+    .default('lopsided'),
   frontends: z.array(frontendSchema, { error: 'must be a list of frontends' }).min(1, {
     error: 'must list at least one frontend',
   }),

@@ -105,15 +105,25 @@ describe('config validation', () => {
     }
   });
 
-  test('loadBalancers[].spreadConnections: off by default, true or false', () => {
-    assert.equal(validateConfig(base()).loadBalancers[0]!.spreadConnections, false);
+  test('loadBalancers[].spreadConnections: lopsided by default, even or off; true and false still read', () => {
+    assert.equal(validateConfig(base()).loadBalancers[0]!.spreadConnections, 'lopsided');
     const raw = base();
-    raw['loadBalancers'][0].spreadConnections = true;
-    assert.equal(validateConfig(raw).loadBalancers[0]!.spreadConnections, true);
-    raw['loadBalancers'][0].spreadConnections = 'yes';
-    assert.deepEqual(problemsOf(raw), [
-      'loadBalancers[0].spreadConnections: must be true or false (got "yes")',
-    ]);
+    for (const [given, read] of [
+      ['lopsided', 'lopsided'],
+      ['even', 'even'],
+      ['off', 'off'],
+      [true, 'even'],
+      [false, 'off'],
+    ] as const) {
+      raw['loadBalancers'][0].spreadConnections = given;
+      assert.equal(validateConfig(raw).loadBalancers[0]!.spreadConnections, read, String(given));
+    }
+    for (const bad of ['yes', 'Even', 1]) {
+      raw['loadBalancers'][0].spreadConnections = bad;
+      assert.deepEqual(problemsOf(raw), [
+        `loadBalancers[0].spreadConnections: must be "lopsided", "even" or "off" (got ${JSON.stringify(bad)})`,
+      ]);
+    }
   });
 
   test('database endpoints: the writer leaves a node at its first failed check, the reader at its third', () => {

@@ -1,16 +1,24 @@
 /**
- * Client connections spread evenly over a load balancer's workers with `spreadConnections: true`
- * (workers/connection-spread.ts):
- * the decision itself, then through real sockets, with a worker that cannot accept (stopped with
- * SIGSTOP) while a burst of connections arrives, so that one worker takes them all from the shared
- * socket and must hand half of them over, with nothing the clients sent lost on the way.
+ * Client connections spread over a load balancer's workers by `spreadConnections`
+ * (workers/connection-spread.ts): `lopsided` (the default) undoes a burst that landed all on one
+ * worker, `even` keeps them even, `off` leaves them where they were accepted. The decision itself,
+ * then through real sockets, with a worker that cannot accept (stopped with SIGSTOP) while a burst
+ * of connections arrives, so that one worker takes them all from the shared socket and must hand
+ * some of them over, with nothing the clients sent lost on the way.
  */
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LoadBalancerHandle } from '../../src/lb/load-balancer.js';
-import { ConnectionSpread, SHORT_LIVED_MS, spreadSlack } from '../../src/lb/workers/connection-spread.js';
+import type { SpreadMode } from '../../src/config/schema.js';
+import {
+  ConnectionSpread,
+  LOPSIDED_MIN,
+  LOPSIDED_RATIO,
+  SHORT_LIVED_MS,
+  spreadSlack,
+} from '../../src/lb/workers/connection-spread.js';
 import { waitFor } from '../helpers/index.js';
 import { rawConfig, resolveTestConfig, startBackend, startLb } from './fixtures.js';
 import { startRawBackend, startTcpLb } from './tcp-fixtures.js';
@@ -22,8 +30,8 @@ function reports(spread: ConnectionSpread, f: number, counts: Array<[number, num
   for (const [slot, n] of counts) spread.update(f, slot, n);
 }
 
-test('a worker hands new connections over while it holds more than its share, to the least loaded', () => {
-  const spread = new ConnectionSpread(0);
+test('even: a worker hands new connections over while it holds more than its share, to the least loaded', () => {
+  const spread = new ConnectionSpread(0, 'even');
   // No counts from the others yet: keep everything.
   assert.equal(spread.target(1, 100, 0), undefined);
   reports(spread, 1, [
@@ -58,20 +66,74 @@ test('a worker hands new connections over while it holds more than its share, to
   spread.forget(2);
   assert.equal(spread.target(2, 100, 0), undefined);
   // Its own count in the report is left out.
-  const alone = new ConnectionSpread(1);
+  const alone = new ConnectionSpread(1, 'even');
   reports(alone, 3, [[1, 0]]);
   assert.equal(alone.target(3, 100, 0), undefined);
 });
 
+/** A burst of `n` new connections on worker 0 of `spread`: how many it kept, how many it handed to each slot. */
+function burst(spread: ConnectionSpread, n: number): { kept: number; to: Map<number, number> } {
+  let kept = 0;
+  const to = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    const slot = spread.target(1, kept, 0);
+    if (slot === undefined) kept++;
+    else to.set(slot, (to.get(slot) ?? 0) + 1);
+  }
+  return { kept, to };
+}
+
+test('lopsided: a worker hands new connections over only while another holds under a quarter of its count', () => {
+  const spread = new ConnectionSpread(0, 'lopsided');
+  reports(spread, 1, [[1, 0]]);
+  // Too few to matter: kept, even against none.
+  assert.equal(spread.target(1, LOPSIDED_MIN - 1, 0), undefined);
+  // From LOPSIDED_MIN on, handed over while the other holds under a quarter.
+  assert.equal(LOPSIDED_RATIO, 4);
+  assert.deepEqual(
+    Array.from({ length: 3 }, () => spread.target(1, 8, 0)),
+    [1, 1, undefined],
+    '8 against 0, then 1: handed over; against 2 (a quarter): kept',
+  );
+  // Uneven but not lopsided (30/10, 70/30): kept, where `even` would hand over.
+  reports(spread, 1, [[1, 10]]);
+  assert.equal(spread.target(1, 30, 0), undefined);
+  assert.equal(new ConnectionSpread(0, 'even').target(1, 30, 0), undefined, 'no counts: kept');
+  const even = new ConnectionSpread(0, 'even');
+  reports(even, 1, [[1, 10]]);
+  assert.equal(even.target(1, 30, 0), 1);
+  // A burst of 64 all on this worker ends 51/13; of 256, 205/51.
+  const b64 = new ConnectionSpread(0, 'lopsided');
+  reports(b64, 1, [[1, 0]]);
+  assert.deepEqual(burst(b64, 64), { kept: 51, to: new Map([[1, 13]]) });
+  const b256 = new ConnectionSpread(0, 'lopsided');
+  reports(b256, 1, [[1, 0]]);
+  assert.deepEqual(burst(b256, 256), { kept: 205, to: new Map([[1, 51]]) });
+  // Three workers: the burst goes to both others, the least loaded first.
+  const three = new ConnectionSpread(0, 'lopsided');
+  reports(three, 1, [
+    [1, 0],
+    [2, 0],
+  ]);
+  const r = burst(three, 60);
+  assert.equal(r.kept + r.to.get(1)! + r.to.get(2)!, 60);
+  assert.ok(Math.abs(r.to.get(1)! - r.to.get(2)!) <= 1, `${[...r.to]}`);
+  assert.ok(Math.min(r.to.get(1)!, r.to.get(2)!) * LOPSIDED_RATIO >= r.kept - LOPSIDED_RATIO, `${r.kept}`);
+  // off: never.
+  const off = new ConnectionSpread(0, 'off');
+  reports(off, 1, [[1, 0]]);
+  assert.equal(off.target(1, 1000, 0), undefined);
+});
+
 test('short-lived connections stay where they were accepted while they keep closing', () => {
-  const spread = new ConnectionSpread(0);
+  const spread = new ConnectionSpread(0, 'even');
   reports(spread, 1, [[1, 0]]);
   for (let i = 0; i < 20; i++) spread.closed(1, 5, 1000 + i);
   assert.equal(spread.target(1, 50, 1020), undefined, 'connections of a few ms: kept');
   // None closed for a while: the ones coming may last, they are spread again.
   assert.equal(spread.target(1, 50, 1020 + SHORT_LIVED_MS), 1);
   // Long ones closing: spread.
-  const long = new ConnectionSpread(0);
+  const long = new ConnectionSpread(0, 'even');
   reports(long, 1, [[1, 0]]);
   for (let i = 0; i < 20; i++) long.closed(1, 60_000, 1000 + i);
   assert.equal(long.target(1, 50, 1020), 1);
@@ -150,19 +212,26 @@ async function perWorker(handle: LoadBalancerHandle): Promise<number[]> {
   return ((await handle.status()).workers ?? []).map((w) => w.connections);
 }
 
-/** An HTTP load balancer with two workers, spreadConnections as given, in front of one backend. */
-async function httpLb(t: TestContext, spreadConnections: boolean) {
+/** An HTTP load balancer with two workers, spreadConnections as given (else the default), in front of one backend. */
+async function httpLb(t: TestContext, spreadConnections?: SpreadMode) {
   const a = await startBackend(t, 'web-01');
   const raw = await rawConfig({ servers: [{ name: 'web-01', port: a.port }] });
-  Object.assign((raw['loadBalancers'] as Array<Record<string, unknown>>)[0]!, {
-    workers: 2,
-    spreadConnections,
-  });
+  Object.assign(
+    (raw['loadBalancers'] as Array<Record<string, unknown>>)[0]!,
+    { workers: 2 },
+    spreadConnections === undefined ? {} : { spreadConnections },
+  );
   return { backend: a, lb: await startLb(t, resolveTestConfig(raw)) };
 }
 
-test('HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
-  const { backend: a, lb } = await httpLb(t, true);
+/**
+ * A burst of HTTP requests on their own connections while worker 2 is stopped, through a load
+ * balancer with `spreadConnections` as given (else the default): each is answered, and the
+ * connections each worker holds then.
+ */
+async function httpBurst(t: TestContext, spreadConnections?: SpreadMode): Promise<number[]> {
+  const { backend: a, lb } = await httpLb(t, spreadConnections);
+  assert.equal(lb.config.loadBalancers[0]!.spreadConnections, spreadConnections ?? 'lopsided');
   const { replies } = await burstWhileOneWorkerStopped(
     t,
     lb.handle,
@@ -172,46 +241,58 @@ test('HTTP: a burst taken by one worker is spread over both, and every request o
   );
   for (const r of replies) assert.match(r, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nweb-01$/);
   assert.equal(a.requests, BURST);
-  const counts = await perWorker(lb.handle);
-  assert.equal(counts[0]! + counts[1]!, BURST);
-  const least = BURST / 2 - spreadSlack(BURST, 0);
-  assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
-});
+  return perWorker(lb.handle);
+}
 
-test('TCP: a burst taken by one worker is spread over both, and every byte sent first goes through', async (t) => {
+/** The same through a TCP frontend to an echo server: every byte sent first comes back. */
+async function tcpBurst(t: TestContext, spreadConnections?: SpreadMode): Promise<number[]> {
   const echo = await startRawBackend(t, 'echo');
   const lb = await startTcpLb(t, {
     servers: [{ name: 'echo', port: echo.port }],
     workers: 2,
-    spreadConnections: true,
+    ...(spreadConnections === undefined ? {} : { spreadConnections }),
   });
-  const handle = lb.handle;
   const message = (i: number) => `hello from client ${i}\n`;
-  const { replies } = await burstWhileOneWorkerStopped(t, handle, lb.port, message, (r) => r.endsWith('\n'));
+  const { replies } = await burstWhileOneWorkerStopped(t, lb.handle, lb.port, message, (r) =>
+    r.endsWith('\n'),
+  );
   replies.forEach((r, i) => assert.equal(r, message(i)));
-  const counts = await perWorker(handle);
+  return perWorker(lb.handle);
+}
+
+/** `even`: both workers hold their share of the burst, within the slack. */
+function assertEven(counts: number[]): void {
   assert.equal(counts[0]! + counts[1]!, BURST);
   const least = BURST / 2 - spreadSlack(BURST, 0);
   assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
+}
+
+// `lopsided`: worker 1 took all 40 and handed over while worker 2 held under a quarter of its
+// count: 32/8, where `even` ends about 20/20.
+const LOPSIDED_SPLIT = [BURST - BURST / 5, BURST / 5];
+
+test('even, HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
+  assertEven(await httpBurst(t, 'even'));
 });
 
-test('spreadConnections is off by default: the worker that accepted a connection serves it', async (t) => {
-  const { backend: a, lb } = await httpLb(t, false);
-  assert.equal(lb.config.loadBalancers[0]!.spreadConnections, false);
-  const raw = await rawConfig({ servers: [{ name: 'web-01', port: a.port }] });
-  assert.equal(resolveTestConfig(raw).loadBalancers[0]!.spreadConnections, false, 'the default');
-  await burstWhileOneWorkerStopped(
-    t,
-    lb.handle,
-    lb.port,
-    (i) => `GET /burst/${i} HTTP/1.1\r\nHost: lb\r\n\r\n`,
-    (r) => r.endsWith('web-01'),
-  );
-  assert.deepEqual(await perWorker(lb.handle), [BURST, 0]);
+test('even, TCP: a burst taken by one worker is spread over both, and every byte sent first goes through', async (t) => {
+  assertEven(await tcpBurst(t, 'even'));
+});
+
+test('lopsided (the default), HTTP: a burst taken by one worker is handed over until the other holds a fifth', async (t) => {
+  assert.deepEqual(await httpBurst(t), LOPSIDED_SPLIT);
+});
+
+test('lopsided (the default), TCP: a burst taken by one worker is handed over until the other holds a fifth', async (t) => {
+  assert.deepEqual(await tcpBurst(t), LOPSIDED_SPLIT);
+});
+
+test('spreadConnections off: the worker that accepted a connection serves it', async (t) => {
+  assert.deepEqual(await httpBurst(t, 'off'), [BURST, 0]);
 });
 
 test('connections handed over to a worker that dies before it takes them are served by another', async (t) => {
-  const { lb } = await httpLb(t, true);
+  const { lb } = await httpLb(t, 'even');
   const [, second] = await workerPids(lb.handle);
   process.kill(second, 'SIGSTOP');
   const { replies, closed } = await openBurst(

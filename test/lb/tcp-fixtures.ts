@@ -6,6 +6,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { PACKAGE_ROOT, type ResolvedConfig, validateConfig } from '../../src/config/load.js';
+import type { SpreadMode } from '../../src/config/schema.js';
 import { type LoadBalancerHandle, startLoadBalancer } from '../../src/lb/load-balancer.js';
 import type { ServerStatus } from '../../src/lb/stats/status.js';
 import { freePorts } from '../helpers/index.js';
@@ -100,7 +101,7 @@ export interface TcpLbOptions {
   /** The load balancer's worker processes (default: the config's default). */
   workers?: number;
   /** loadBalancers[].spreadConnections (default: the config's default). */
-  spreadConnections?: boolean;
+  spreadConnections?: SpreadMode;
   /** Extra keys for the backend (balance, …). */
   backend?: Record<string, unknown>;
 }

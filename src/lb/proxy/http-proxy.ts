@@ -11,7 +11,7 @@ import { limitMessage, limitStatus } from './limits.js';
 import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
 import { listen } from '../listen.js';
-import { acceptWithUserBuffer, handOver, listenOnHandle } from './injected.js';
+import { acceptWithUserBuffer, handOver, handOverRaw, listenOnHandle, type RawHandle } from './injected.js';
 import { canTakeMore, READ_BUFFER } from './read-buffer.js';
 import { guardUpgrade, rejectMalformed } from './request-guard.js';
 import {
@@ -426,6 +426,17 @@ export class HttpProxy implements ClientHandler {
     if (this.sweep === undefined) this.startSweep();
     if (this.closing) socket.destroy();
     else handOver(this.server, socket, HTTP_SOCKET);
+  }
+
+  /**
+   * Serves `handle`, the raw handle of a client connection another worker accepted and handed
+   * over unread, as this proxy's own accepted connections (reading into READ_BUFFER).
+   */
+  acceptRaw(handle: RawHandle): void {
+    this.handedOver = true;
+    if (this.sweep === undefined) this.startSweep();
+    if (this.closing) handle.close();
+    else handOverRaw(this.server, handle, READ_BUFFER, onClientRead, HTTP_SOCKET);
   }
 
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left. */

@@ -2,7 +2,7 @@
  * Listening sockets and connections shared between the processes of a load balancer with workers
  * (see workers/): a worker accepts on the frontend's listening socket the primary shares with it,
  * and now and then takes a connection the primary accepted itself (before the workers took the
- * socket over). The proxy's server takes those as if it had accepted them, so that everything a
+ * socket over) or another worker handed over (workers/connection-spread.ts). The proxy's server takes those as if it had accepted them, so that everything a
  * listening server does with its connections still holds (Node's `net` onconnection does the same).
  */
 import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
@@ -63,6 +63,11 @@ export function openConnections(server: Server): number {
   return (server as CountingServer)._connections;
 }
 
+/** An accepted connection's handle before a socket wraps it (net's TCPWrap). */
+export interface RawHandle {
+  close(): void;
+}
+
 /** A listening socket's handle as Node's net.Server drives it: it calls onconnection per connection. */
 export interface ListenWrap {
   onconnection(this: ListenWrap, status: number, client: object | undefined): void;
@@ -96,15 +101,30 @@ export function acceptWithUserBuffer(
       accept.call(this, status, handle); // reported as net.Server does
       return;
     }
-    const socket = new Socket({
-      handle,
-      allowHalfOpen: options.allowHalfOpen,
-      pauseOnCreate: true,
-      readable: true,
-      writable: true,
-      onread: { buffer, callback: onRead },
-    } as SocketConstructorOpts) as Socket & { [kUserBuffer]?: true };
-    socket[kUserBuffer] = true;
-    handOver(server, socket, options);
+    handOverRaw(server, handle, buffer, onRead, options);
   };
+}
+
+/**
+ * Serves `handle`, an accepted connection's raw handle (not read yet: one this process accepted,
+ * or one another worker accepted and handed over), on `server` as one of its own connections,
+ * its socket reading into `buffer` as with acceptWithUserBuffer. The socket is created paused.
+ */
+export function handOverRaw(
+  server: Server,
+  handle: object,
+  buffer: Buffer,
+  onRead: (this: Socket, n: number, buf: Buffer) => boolean,
+  options: { allowHalfOpen: boolean; noDelay: boolean },
+): void {
+  const socket = new Socket({
+    handle,
+    allowHalfOpen: options.allowHalfOpen,
+    pauseOnCreate: true,
+    readable: true,
+    writable: true,
+    onread: { buffer, callback: onRead },
+  } as SocketConstructorOpts) as Socket & { [kUserBuffer]?: true };
+  socket[kUserBuffer] = true;
+  handOver(server, socket, options);
 }

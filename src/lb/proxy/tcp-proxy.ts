@@ -10,7 +10,14 @@ import type { UpstreamServer } from '../backend/upstream-server.js';
 import type { PickContext } from '../balance/balancer.js';
 import { describeError } from '../describe-error.js';
 import { listen } from '../listen.js';
-import { acceptWithUserBuffer, handOver, listenOnHandle, readsIntoUserBuffer } from './injected.js';
+import {
+  acceptWithUserBuffer,
+  handOver,
+  handOverRaw,
+  listenOnHandle,
+  type RawHandle,
+  readsIntoUserBuffer,
+} from './injected.js';
 import { canTakeMore, chunkOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
@@ -155,6 +162,16 @@ export class TcpProxy {
     }
     socket.pause();
     handOver(this.server, socket, HALF_OPEN);
+  }
+
+  /**
+   * Serves `handle`, the raw handle of a client connection another worker accepted and handed
+   * over unread, as this proxy's own accepted connections (reading into READ_BUFFER).
+   */
+  acceptRaw(handle: RawHandle): void {
+    this.handedOver = true;
+    if (this.closing) handle.close();
+    else handOverRaw(this.server, handle, READ_BUFFER, onClientRead, HALF_OPEN);
   }
 
   /** Binds and listens on the frontend's address (FrontendProxy). */

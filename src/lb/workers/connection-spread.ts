@@ -1,5 +1,7 @@
+import type { SpreadMode } from '../../config/schema.js';
+
 /**
- * Keeps a frontend's client connections evenly spread over the workers that accept on its shared
+ * Keeps a frontend's client connections spread over the workers that accept on its shared
  * listening socket.
  *
  * Every such worker accepts on the same socket, and the kernel wakes all of them for a new
@@ -11,20 +13,38 @@
  * node:cluster does) spreads them evenly, but each connection then crosses two processes:
  * connections of one request each went from 8,300 to 3,500 per second.
  *
- * So the workers accept, and a worker that holds more than its share of a frontend's connections
- * (of connections that last: short ones balance themselves as they close) hands the new one to
- * the least loaded worker, through the primary (a socket can only go to
- * another process over the IPC channel of the two). Each worker reports its counts soon after
- * they change (REPORT_DELAY_MS); the primary passes them on, and a connection handed over carries its sender's count; between two reports, a worker
- * counts the connections it handed to each other worker itself, so that a burst is split and not
- * all sent to the one that looked least loaded.
+ * So the workers accept, and a worker that holds too many of a frontend's connections (of
+ * connections that last: short ones balance themselves as they close) hands the new one to the
+ * least loaded worker, through the primary (a socket can only go to another process over the IPC
+ * channel of the two). Each worker reports its counts soon after they change (REPORT_DELAY_MS);
+ * the primary passes them on, and a connection handed over carries its sender's count; between
+ * two reports, a worker counts the connections it handed to each other worker itself, so that a
+ * burst is split and not all sent to the one that looked least loaded.
  *
- * It is opt-in (`loadBalancers[].spreadConnections`): Node.js passes one socket at a time over an
- * IPC channel and waits for the receiving event loop to acknowledge it, so under full load a burst
- * of hand-overs queues, and the last connections handed over wait hundreds of milliseconds
- * (measured with 256 connections at full load: 250 ms median, 800 ms at worst) for their first
- * answer.
+ * How many is too many is the load balancer's `spreadConnections` (SpreadMode):
+ * - `lopsided` (the default): only a worker that holds at least LOPSIDED_MIN connections while
+ *   another holds under a quarter of its count hands new ones over. That undoes the costly case,
+ *   a burst that landed all on one worker (64/0 of a load generator's 64: measured the slowest
+ *   run every time in 20 runs, 5 to 20 % below the others) and leaves splits up to 80/20 alone
+ *   (splits as uneven as 57/7 mostly ran as fast as even ones). A burst of 64 on one worker ends
+ *   51/13, after 13 hand-overs.
+ * - `even`: a worker that holds more than its share (the least loaded worker's count plus
+ *   spreadSlack) hands the new one over. Under full load that costs latency: Node.js passes one
+ *   socket at a time over an IPC channel and waits for the receiving event loop to acknowledge
+ *   it, so a burst of hand-overs queues, and the last connections handed over wait hundreds of
+ *   milliseconds (measured with 256 connections at full load: 250 ms median, 800 ms at worst) for
+ *   their first answer.
+ * - `off`: a connection is served by the worker that accepted it.
  */
+
+/** `lopsided`: a worker holding fewer of a frontend's connections than this keeps new ones. */
+export const LOPSIDED_MIN = 8;
+
+/**
+ * `lopsided`: a worker hands a new connection over while the least loaded other worker holds
+ * less than 1/LOPSIDED_RATIO of its own count.
+ */
+export const LOPSIDED_RATIO = 4;
 
 /** How soon after its connections change a worker reports its counts (one report for a burst). */
 export const REPORT_DELAY_MS = 10;
@@ -59,6 +79,8 @@ export class ConnectionSpread {
   constructor(
     /** This worker's slot (0-based), left out of the counts. */
     private readonly self: number,
+    /** When a new connection is handed over: `lopsided` or `even` (`off` hands none over). */
+    private readonly mode: SpreadMode = 'even',
   ) {}
 
   /**
@@ -112,7 +134,7 @@ export class ConnectionSpread {
 
   /**
    * Where a new connection of frontend `f` goes, with `mine` of its connections open here: the
-   * slot of the least loaded other worker when this one holds more than its share (that worker
+   * slot of the least loaded other worker when this one holds too many (by the mode; that worker
    * is counted one more from now on), else undefined (keep it). Short-lived connections stay
    * where they are (SHORT_LIVED_MS). `now`: performance.now().
    */
@@ -127,8 +149,20 @@ export class ConnectionSpread {
         slot = s;
       }
     }
-    if (slot === undefined || mine <= least + spreadSlack(mine, least)) return undefined;
+    if (slot === undefined || !this.tooMany(mine, least)) return undefined;
     others.set(slot, least + 1);
     return slot;
+  }
+
+  /** Whether `mine` connections are too many here while the least loaded other worker holds `least`. */
+  private tooMany(mine: number, least: number): boolean {
+    switch (this.mode) {
+      case 'lopsided':
+        return mine >= LOPSIDED_MIN && least * LOPSIDED_RATIO < mine;
+      case 'even':
+        return mine > least + spreadSlack(mine, least);
+      case 'off':
+        return false;
+    }
   }
 }

@@ -4,14 +4,14 @@
  * API, which stay with the primary. The primary shares the frontends' listening sockets with it,
  * tells it every change of the servers' state and every config reload, and reads its counters.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { ResolvedConfig } from '../../config/load.js';
-import type { BackendConfig, LoadBalancerConfig } from '../../config/schema.js';
+import type { BackendConfig, LoadBalancerConfig, SpreadMode } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import { Backend } from '../backend/backend.js';
 import { configureProxy, createProxy } from '../proxy/create-proxy.js';
 import type { HttpProxy } from '../proxy/http-proxy.js';
-import { openConnections } from '../proxy/injected.js';
+import { openConnections, type RawHandle } from '../proxy/injected.js';
 import { type ServerPicker, TcpProxy } from '../proxy/tcp-proxy.js';
 import { type Retired, retire, retiredServers } from '../reload/carry-over.js';
 import { backendKey } from '../reload/reload.js';
@@ -66,7 +66,7 @@ export class WorkerPlane {
     (answer: { server?: string | undefined; sid?: number | undefined }) => void
   >();
   private nextQuestion = 1;
-  /** The other workers' connections per frontend, to keep them even (connection-spread.ts). */
+  /** The other workers' connections per frontend, to keep them spread (connection-spread.ts). */
   private readonly spread: ConnectionSpread;
   /** Frontends this worker accepts on, and its connections of each as last reported. */
   private readonly reported = new Map<number, number>();
@@ -84,14 +84,14 @@ export class WorkerPlane {
     /** This worker's slot (0-based). */
     slot: number,
     /** spreadConnections as the load balancer started (a reload does not change it). */
-    private readonly spreading: boolean,
+    private readonly spreading: SpreadMode,
     /**
      * Hands a connection this worker accepted over to the worker of slot `to`, through the
      * primary, with this worker's count `n` of the frontend's connections.
      */
     private readonly handOff: (f: number, to: number, n: number, client: object) => void,
   ) {
-    this.spread = new ConnectionSpread(slot);
+    this.spread = new ConnectionSpread(slot, spreading);
     this.config = config;
     this.lb = lbOf(config, name);
     for (const e of frontends) {
@@ -102,17 +102,19 @@ export class WorkerPlane {
   }
 
   /**
-   * Serves a connection of frontend `id` the primary accepted itself, or that the worker `from`
-   * handed over (closed when that frontend is gone).
+   * Serves a connection of frontend `id`: a socket the primary accepted itself, or the raw handle
+   * of one that the worker `from` accepted and handed over (closed when that frontend is gone).
    */
-  accept(id: number, socket: Socket, from?: { slot: number; n: number }): void {
+  accept(id: number, client: Socket | RawHandle, from?: { slot: number; n: number }): void {
     const proxy = this.proxies.get(id);
     if (proxy === undefined) {
-      socket.destroy();
+      if (client instanceof Socket) client.destroy();
+      else client.close();
       return;
     }
     if (from !== undefined) this.spread.heard(id, from.slot, from.n);
-    proxy.accept(socket);
+    if (client instanceof Socket) proxy.accept(client);
+    else proxy.acceptRaw(client);
     this.changed();
   }
 
@@ -125,13 +127,13 @@ export class WorkerPlane {
     if (proxy === undefined) throw new Error(`no frontend ${id} here`);
     await proxy.listenOn(handle);
     const own = (proxy.server as { _handle?: ListenWrap })._handle;
-    if (own !== undefined && this.spreading) this.spreadConnections(id, proxy, own);
+    if (own !== undefined && this.spreading !== 'off') this.spreadConnections(id, proxy, own);
     return own;
   }
 
   /**
    * Each connection accepted on `wrap` (frontend `id`'s listening socket) is served here, or
-   * handed to a less loaded worker when this one holds more than its share (connection-spread.ts);
+   * handed to a less loaded worker when this one holds too many (connection-spread.ts);
    * the connections of the frontend here are reported to the primary from now on.
    */
   private spreadConnections(id: number, proxy: Proxy, wrap: ListenWrap): void {

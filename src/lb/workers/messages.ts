@@ -10,7 +10,7 @@
  * Requests that wait for an answer carry an `id`; the answer is a `reply` with the same `id`.
  */
 import type { ResolvedConfig } from '../../config/load.js';
-import type { FrontendConfig } from '../../config/schema.js';
+import type { FrontendConfig, SpreadMode } from '../../config/schema.js';
 import type { Level } from '../../log.js';
 import type { BackendCounters, BackendState } from './server-state.js';
 
@@ -28,7 +28,7 @@ export type ToWorker =
       t: 'init';
       worker: number;
       /** spreadConnections as the load balancer started (a reload does not change it). */
-      spread: boolean;
+      spread: SpreadMode;
       name: string;
       config: ResolvedConfig;
       frontends: FrontendEntry[];

@@ -10,7 +10,7 @@
  * worker has applied every change sent before. Counters are each worker's; the status, the admin
  * API and the metrics ask every worker for its counters and show their sums.
  */
-import type { FrontendConfig } from '../../config/schema.js';
+import type { FrontendConfig, SpreadMode } from '../../config/schema.js';
 import type { Logger } from '../../log.js';
 import type { Backend } from '../backend/backend.js';
 import type { RunningLb } from '../reload/reload.js';
@@ -27,7 +27,7 @@ export class PrimaryPlane {
   /** What was last logged about the frontends served by one worker. */
   private pinnedLine = '';
   /** spreadConnections as the load balancer started: every worker, restarted ones too, keeps it. */
-  private spreading: boolean | undefined = undefined;
+  private spreading: SpreadMode | undefined = undefined;
   /** By frontend id: its connections in each worker that accepts on it (slot → count), as reported. */
   private readonly loads = new Map<number, Map<number, number>>();
 
@@ -138,7 +138,8 @@ export class PrimaryPlane {
 
   private init(slot: number): Extract<ToWorker, { t: 'init' }> {
     const run = this.run();
-    this.spreading ??= run.config.loadBalancers.find((l) => l.name === run.name)?.spreadConnections ?? false;
+    this.spreading ??=
+      run.config.loadBalancers.find((l) => l.name === run.name)?.spreadConnections ?? 'lopsided';
     return {
       t: 'init',
       worker: slot + 1,
@@ -175,7 +176,7 @@ export class PrimaryPlane {
 
   /**
    * A worker's connections per frontend changed (-1: it stopped accepting on the frontend): the
-   * other workers hear it, to keep them even (connection-spread.ts); a worker new to a frontend
+   * other workers hear it, to keep them spread (connection-spread.ts); a worker new to a frontend
    * hears the others' counts.
    */
   private load(slot: number, counts: ReadonlyArray<readonly [number, number]>): void {

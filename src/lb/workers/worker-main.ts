@@ -4,7 +4,8 @@
  * does what the primary's messages say, dispatched through a table keyed on the message type.
  * It stops when told to (`shutdown`), and at once when the primary goes away.
  */
-import { Socket, type SocketConstructorOpts } from 'node:net';
+import { Socket } from 'node:net';
+import type { RawHandle } from '../proxy/injected.js';
 import type { Level, Logger } from '../../log.js';
 import { logLevelEnabled } from '../../log.js';
 import { WorkerPlane } from './data-plane.js';
@@ -47,17 +48,11 @@ const handlers: { [T in ToWorker['t']]: (m: Extract<ToWorker, { t: T }>, handle?
   conn(m, handle) {
     if (handle === undefined) return;
     // A connection the primary accepted comes as a socket; one another worker handed over, as
-    // the raw handle it accepted.
-    const socket =
-      typeof handle.destroy === 'function'
-        ? handle
-        : new Socket({
-            handle: handle as unknown as object,
-            readable: true,
-            writable: true,
-          } as SocketConstructorOpts);
-    if (plane === undefined) socket.destroy();
-    else plane.accept(m.f, socket, m.from);
+    // the raw handle it accepted (the proxy makes its socket, as for the connections it accepts).
+    const client = handle instanceof Socket ? handle : (handle as unknown as RawHandle);
+    if (plane !== undefined) plane.accept(m.f, client, m.from);
+    else if (client instanceof Socket) client.destroy();
+    else client.close();
   },
   loads(m) {
     plane?.loads(m.f, m.slot, m.n);
