@@ -355,7 +355,7 @@ export const loadBalancerSchema = z.strictObject({
   /**
    * When a worker hands a new client connection to the least loaded worker (through the primary),
    * for frontends that every worker accepts on (lb/workers/connection-spread.ts): `lopsided` when
-   * another worker holds under a quarter of its connections, `even` whenever it holds more than
+   * another worker holds under an eighth of its connections, `even` whenever it holds more than
    * its share, `off` never. `true` and `false`, from when this was a switch, mean `even` and `off`.
    */
   spreadConnections: z

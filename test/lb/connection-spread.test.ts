@@ -16,6 +16,7 @@ import {
   ConnectionSpread,
   LOPSIDED_MIN,
   LOPSIDED_RATIO,
+  reportAtOnce,
   SHORT_LIVED_MS,
   spreadSlack,
 } from '../../src/lb/workers/connection-spread.js';
@@ -83,32 +84,32 @@ function burst(spread: ConnectionSpread, n: number): { kept: number; to: Map<num
   return { kept, to };
 }
 
-test('lopsided: a worker hands new connections over only while another holds under a quarter of its count', () => {
+test('lopsided: a worker hands new connections over only while another holds under an eighth of its count', () => {
   const spread = new ConnectionSpread(0, 'lopsided');
   reports(spread, 1, [[1, 0]]);
   // Too few to matter: kept, even against none.
   assert.equal(spread.target(1, LOPSIDED_MIN - 1, 0), undefined);
-  // From LOPSIDED_MIN on, handed over while the other holds under a quarter.
-  assert.equal(LOPSIDED_RATIO, 4);
+  // From LOPSIDED_MIN on, handed over while the other holds under an eighth.
+  assert.equal(LOPSIDED_RATIO, 8);
   assert.deepEqual(
-    Array.from({ length: 3 }, () => spread.target(1, 8, 0)),
+    Array.from({ length: 3 }, () => spread.target(1, 16, 0)),
     [1, 1, undefined],
-    '8 against 0, then 1: handed over; against 2 (a quarter): kept',
+    '16 against 0, then 1: handed over; against 2 (an eighth): kept',
   );
-  // Uneven but not lopsided (30/10, 70/30): kept, where `even` would hand over.
-  reports(spread, 1, [[1, 10]]);
-  assert.equal(spread.target(1, 30, 0), undefined);
-  assert.equal(new ConnectionSpread(0, 'even').target(1, 30, 0), undefined, 'no counts: kept');
+  // Uneven but not lopsided (50/7): kept, where `even` would hand over.
+  reports(spread, 1, [[1, 7]]);
+  assert.equal(spread.target(1, 50, 0), undefined);
+  assert.equal(new ConnectionSpread(0, 'even').target(1, 50, 0), undefined, 'no counts: kept');
   const even = new ConnectionSpread(0, 'even');
-  reports(even, 1, [[1, 10]]);
-  assert.equal(even.target(1, 30, 0), 1);
-  // A burst of 64 all on this worker ends 51/13; of 256, 205/51.
+  reports(even, 1, [[1, 7]]);
+  assert.equal(even.target(1, 50, 0), 1);
+  // A burst of 64 all on this worker ends 57/7; of 256, 227/29.
   const b64 = new ConnectionSpread(0, 'lopsided');
   reports(b64, 1, [[1, 0]]);
-  assert.deepEqual(burst(b64, 64), { kept: 51, to: new Map([[1, 13]]) });
+  assert.deepEqual(burst(b64, 64), { kept: 57, to: new Map([[1, 7]]) });
   const b256 = new ConnectionSpread(0, 'lopsided');
   reports(b256, 1, [[1, 0]]);
-  assert.deepEqual(burst(b256, 256), { kept: 205, to: new Map([[1, 51]]) });
+  assert.deepEqual(burst(b256, 256), { kept: 227, to: new Map([[1, 29]]) });
   // Three workers: the burst goes to both others, the least loaded first.
   const three = new ConnectionSpread(0, 'lopsided');
   reports(three, 1, [
@@ -123,6 +124,21 @@ test('lopsided: a worker hands new connections over only while another holds und
   const off = new ConnectionSpread(0, 'off');
   reports(off, 1, [[1, 0]]);
   assert.equal(off.target(1, 1000, 0), undefined);
+});
+
+test('a count that fell by half is reported at once; other changes wait for the delay', () => {
+  // All 64 closing: reported at 32, 16, 8, 4, 2 and 1; the last step waits for the delayed report.
+  let last = 64;
+  const sent: number[] = [];
+  for (let n = 63; n >= 0; n--) {
+    if (reportAtOnce(last, n)) sent.push((last = n));
+  }
+  assert.deepEqual(sent, [32, 16, 8, 4, 2, 1]);
+  // Drifting counts, rising counts and small ones: not at once.
+  assert.equal(reportAtOnce(40, 21), false);
+  assert.equal(reportAtOnce(40, 80), false);
+  assert.equal(reportAtOnce(1, 0), false);
+  assert.equal(reportAtOnce(-1, 0), false, 'not reported yet');
 });
 
 test('short-lived connections stay where they were accepted while they keep closing', () => {
@@ -267,9 +283,9 @@ function assertEven(counts: number[]): void {
   assert.ok(Math.min(...counts) >= least, `both workers hold at least ${least} of ${BURST}: ${counts}`);
 }
 
-// `lopsided`: worker 1 took all 40 and handed over while worker 2 held under a quarter of its
-// count: 32/8, where `even` ends about 20/20.
-const LOPSIDED_SPLIT = [BURST - BURST / 5, BURST / 5];
+// `lopsided`: worker 1 took all 40 and handed over while worker 2 held under an eighth of its
+// count: 35/5, where `even` ends about 20/20.
+const LOPSIDED_SPLIT = [BURST - BURST / 8, BURST / 8];
 
 test('even, HTTP: a burst taken by one worker is spread over both, and every request on it is answered', async (t) => {
   assertEven(await httpBurst(t, 'even'));
@@ -279,11 +295,11 @@ test('even, TCP: a burst taken by one worker is spread over both, and every byte
   assertEven(await tcpBurst(t, 'even'));
 });
 
-test('lopsided (the default), HTTP: a burst taken by one worker is handed over until the other holds a fifth', async (t) => {
+test('lopsided (the default), HTTP: a burst taken by one worker is handed over until the other holds an eighth', async (t) => {
   assert.deepEqual(await httpBurst(t), LOPSIDED_SPLIT);
 });
 
-test('lopsided (the default), TCP: a burst taken by one worker is handed over until the other holds a fifth', async (t) => {
+test('lopsided (the default), TCP: a burst taken by one worker is handed over until the other holds an eighth', async (t) => {
   assert.deepEqual(await tcpBurst(t), LOPSIDED_SPLIT);
 });
 

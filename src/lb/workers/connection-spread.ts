@@ -23,17 +23,20 @@ import type { SpreadMode } from '../../config/schema.js';
  *
  * How many is too many is the load balancer's `spreadConnections` (SpreadMode):
  * - `lopsided` (the default): only a worker that holds at least LOPSIDED_MIN connections while
- *   another holds under a quarter of its count hands new ones over. That undoes the costly case,
+ *   another holds under an eighth of its count hands new ones over. That undoes the costly case,
  *   a burst that landed all on one worker (64/0 of a load generator's 64: measured the slowest
- *   run every time in 20 runs, 5 to 20 % below the others) and leaves splits up to 80/20 alone
- *   (splits as uneven as 57/7 mostly ran as fast as even ones). A burst of 64 on one worker ends
- *   51/13, after 13 hand-overs.
+ *   run every time in 20 runs, 5 to 20 % below the others) and leaves splits up to 57/7 alone,
+ *   which mostly ran as fast as even ones. A burst of 64 on one worker ends 57/7, after 7
+ *   hand-overs. Every hand-over holds up the messages behind it on both IPC channels (below),
+ *   which TCP frontends feel most (each new connection asks the primary for its server): with
+ *   a quarter instead of an eighth, a burst of 256 took 51 hand-overs instead of 29, and TCP's
+ *   p99.9 latency at concurrency 256 went from 17 ms (as with `off`) to 40–75 ms.
  * - `even`: a worker that holds more than its share (the least loaded worker's count plus
  *   spreadSlack) hands the new one over. Under full load that costs latency: Node.js passes one
  *   socket at a time over an IPC channel and waits for the receiving event loop to acknowledge
- *   it, so a burst of hand-overs queues, and the last connections handed over wait hundreds of
- *   milliseconds (measured with 256 connections at full load: 250 ms median, 800 ms at worst) for
- *   their first answer.
+ *   it, and every message after it on that channel waits too, so a burst of hand-overs queues,
+ *   and the last connections handed over wait hundreds of milliseconds (measured with 256
+ *   connections at full load: 250 ms median, 800 ms at worst) for their first answer.
  * - `off`: a connection is served by the worker that accepted it.
  */
 
@@ -44,10 +47,24 @@ export const LOPSIDED_MIN = 8;
  * `lopsided`: a worker hands a new connection over while the least loaded other worker holds
  * less than 1/LOPSIDED_RATIO of its own count.
  */
-export const LOPSIDED_RATIO = 4;
+export const LOPSIDED_RATIO = 8;
 
 /** How soon after its connections change a worker reports its counts (one report for a burst). */
 export const REPORT_DELAY_MS = 10;
+
+/**
+ * Whether a worker reports its count of a frontend's connections at once rather than after
+ * REPORT_DELAY_MS: when it fell from `last` (as last reported, at least 2) to `now`, half of it
+ * or less. A client that closes all its connections and opens them again at once (a pool
+ * restarting, a load generator's next run) would otherwise send the new burst to a worker that
+ * still sees the others' old counts, and keeps nearly all of it (measured: 64/0 in 1 of 10 runs
+ * of wrk started right after another; 61/3 while the halvings stopped at 4, since against 4 a
+ * worker keeps up to 32). Reporting each halving costs a few messages per mass close (64 → 32,
+ * 16, 8, 4, 2, 1, then 0 after the delay) and none while counts drift or rise.
+ */
+export function reportAtOnce(last: number, now: number): boolean {
+  return last >= 2 && now * 2 <= last;
+}
 
 /**
  * How many more connections than the least loaded worker a worker keeps before it hands new ones

@@ -16,7 +16,7 @@ import { type ServerPicker, TcpProxy } from '../proxy/tcp-proxy.js';
 import { type Retired, retire, retiredServers } from '../reload/carry-over.js';
 import { backendKey } from '../reload/reload.js';
 import { LatencyHistogram } from '../stats/latency-histogram.js';
-import { ConnectionSpread, REPORT_DELAY_MS } from './connection-spread.js';
+import { ConnectionSpread, REPORT_DELAY_MS, reportAtOnce } from './connection-spread.js';
 import type { FrontendEntry, FromWorker, WorkerCounters } from './messages.js';
 import { RemotePassiveHealth } from './remote-passive.js';
 import { applyBackendState, type BackendState, backendCounters } from './server-state.js';
@@ -166,14 +166,28 @@ export class WorkerPlane {
     this.report();
   }
 
-  /** Connections came or went: a report goes out shortly, one for a whole burst. */
+  /**
+   * Connections came or went: a report goes out shortly, one for a whole burst, and at once when
+   * a count fell by half (reportAtOnce).
+   */
   private changed(): void {
-    if (this.reportSoon || this.reported.size === 0) return;
+    if (this.reported.size === 0) return;
+    if (this.fellByHalf()) this.report();
+    if (this.reportSoon) return;
     this.reportSoon = true;
     setTimeout(() => {
       this.reportSoon = false;
       this.report();
     }, REPORT_DELAY_MS).unref();
+  }
+
+  /** Whether a frontend's connections here fell to half of the last report or less (reportAtOnce). */
+  private fellByHalf(): boolean {
+    for (const [id, last] of this.reported) {
+      const p = this.proxies.get(id);
+      if (p !== undefined && reportAtOnce(last, connectionsOf(p))) return true;
+    }
+    return false;
   }
 
   /** Sends the primary this worker's connections of each frontend it accepts on, if they changed. */
