@@ -30,7 +30,7 @@ import type { SpreadMode } from '../../config/schema.js';
  *   hand-overs. Every hand-over holds up the messages behind it on both IPC channels (below),
  *   which TCP frontends feel most (each new connection asks the primary for its server): with
  *   a quarter instead of an eighth, a burst of 256 took 51 hand-overs instead of 29, and TCP's
- *   p99.9 latency at concurrency 256 went from 17 ms (as with `off`) to 40–75 ms.
+ *   p99.9 latency at concurrency 256 went from 17 ms (as with `off`) to 40–90 ms.
  * - `even`: a worker that holds more than its share (the least loaded worker's count plus
  *   spreadSlack) hands the new one over. Under full load that costs latency: Node.js passes one
  *   socket at a time over an IPC channel and waits for the receiving event loop to acknowledge
