@@ -2,8 +2,9 @@
  * Listening sockets and connections shared between the processes of a load balancer with workers
  * (see workers/): a worker accepts on the frontend's listening socket the primary shares with it,
  * and now and then takes a connection the primary accepted itself (before the workers took the
- * socket over) or another worker handed over (workers/connection-spread.ts). The proxy's server takes those as if it had accepted them, so that everything a
- * listening server does with its connections still holds (Node's `net` onconnection does the same).
+ * socket over) or another worker handed over (workers/connection-spread.ts). The proxy's server
+ * takes those as if it had accepted them, so that everything a listening server does with its
+ * connections still holds (Node's `net` onconnection does the same).
  */
 import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
 import type { FrontendConfig } from '../../config/schema.js';

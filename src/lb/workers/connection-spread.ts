@@ -97,7 +97,7 @@ export class ConnectionSpread {
     /** This worker's slot (0-based), left out of the counts. */
     private readonly self: number,
     /** When a new connection is handed over: `lopsided` or `even` (`off` hands none over). */
-    private readonly mode: SpreadMode = 'even',
+    private readonly mode: SpreadMode,
   ) {}
 
   /**
