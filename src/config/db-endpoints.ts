@@ -1,7 +1,9 @@
 /**
  * The database `writer` and `reader` endpoints, derived from `database`: two TCP frontends on a
  * load balancer and their backends, added to the config before validation so every default and
- * rule applies to them and `tandem config` shows them.
+ * rule applies to them and `tandem config` shows them. A frontend or backend the config already
+ * has under an endpoint's name is its own and stays as written (the output of `tandem config`,
+ * saved as a config file, reads back as the same config).
  *
  * - `db-writer`: every node, each checked on its agent's `GET /primary`, which only the primary
  *   of the current term passes. So the writer always reaches the current primary, and never a
@@ -105,12 +107,16 @@ export function withDatabaseEndpoints(raw: unknown): unknown {
   ];
   const out = structuredClone(raw) as Raw;
   const outLbs = out['loadBalancers'] as Raw[];
-  outLbs[lbIndex] = {
-    ...outLbs[lbIndex],
-    frontends: [...(outLbs[lbIndex]!['frontends'] as unknown[]), ...frontends],
-  };
-  out['backends'] = [...(Array.isArray(out['backends']) ? out['backends'] : []), ...backends];
+  const ownFrontends = outLbs[lbIndex]!['frontends'] as unknown[];
+  const ownBackends = Array.isArray(out['backends']) ? (out['backends'] as unknown[]) : [];
+  outLbs[lbIndex] = { ...outLbs[lbIndex], frontends: [...ownFrontends, ...missing(frontends, ownFrontends)] };
+  out['backends'] = [...ownBackends, ...missing(backends, ownBackends)];
   return out;
+}
+
+/** The entries of `generated` whose name none of `own` has. */
+function missing<T extends { name: string }>(generated: T[], own: unknown[]): T[] {
+  return generated.filter((g) => !own.some((o) => isObject(o) && o['name'] === g.name));
 }
 
 function isObject(v: unknown): v is Raw {

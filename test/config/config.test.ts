@@ -220,6 +220,24 @@ describe('tandem CLI on a bad config', () => {
     }
   }
 
+  test('the output of tandem config, saved as the config file, reads back as the same config', (t) => {
+    const dir = tempDir();
+    t.after(dir.cleanup);
+    const config = (...args: string[]) =>
+      spawnSync(process.execPath, [TANDEM, 'config', ...args], { cwd: dir.path, encoding: 'utf8' });
+    const printed = config();
+    assert.equal(printed.status, 0, printed.stderr);
+    // The built-in topology, db-writer and db-reader included.
+    assert.match(printed.stdout, /name: db-writer/);
+    const file = join(dir.path, 'saved.yaml');
+    writeFileSync(file, printed.stdout);
+    const again = config('-c', file);
+    assert.equal(again.status, 0, again.stderr);
+    const body = (out: string) => out.replace(/^# effective config, from: .*\n/, '');
+    assert.equal(body(again.stdout), body(printed.stdout));
+    assert.equal((again.stdout.match(/name: db-writer/g) ?? []).length, 2, 'one frontend, one backend');
+  });
+
   test('YAML syntax error names the line', (t) => {
     const dir = tempDir();
     t.after(dir.cleanup);
