@@ -1,6 +1,7 @@
 /**
  * HAProxy as a contender, in `mode http` and `mode tcp`: run in the foreground (`haproxy -db`) with
- * a generated config, one thread per core, round robin over the two backends with HTTP checks.
+ * a generated config, one thread per core, round robin over the two backends with HTTP checks; in
+ * `mode http` it adds the same request fields as Tandem (SAME_FIELDS_AS_TANDEM).
  */
 import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
@@ -10,6 +11,21 @@ import { HOST, freePort } from '../net.js';
 import { openFilesLimit } from '../proc-stats.js';
 import type { Contender, ContenderEnv, RunningContender } from './contender.js';
 import { waitUntilServing } from './ready.js';
+
+/**
+ * `mode http` adds to each request what Tandem's load balancer adds by default (and `option
+ * forwardfor` the X-Forwarded-For): X-Forwarded-Proto, X-Forwarded-Host, an RFC 7239 Forwarded
+ * element and a request id, the id also sent back to the client. Both proxies then do the same
+ * work per request, and the backends read the same fields from both.
+ */
+const SAME_FIELDS_AS_TANDEM = [
+  '    unique-id-format %{+X}o%ci-%cp-%fp-%Ts-%rt',
+  '    http-request set-header X-Forwarded-Proto http',
+  '    http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }',
+  '    http-request add-header Forwarded "for=%[src];proto=http;host=\\"%[req.hdr(host)]\\""',
+  '    http-request set-header X-Request-Id %[unique-id]',
+  '    http-response set-header X-Request-Id %[unique-id]',
+];
 
 /** The haproxy.cfg of the benchmark. */
 export function haproxyConfig(
@@ -33,6 +49,7 @@ export function haproxyConfig(
     '',
     'frontend web',
     `    bind ${HOST}:${port}`,
+    ...(http ? SAME_FIELDS_AS_TANDEM : []),
     '    default_backend web',
     '',
     'backend web',

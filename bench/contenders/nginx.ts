@@ -1,6 +1,7 @@
 /**
  * nginx as a reverse proxy with upstream keep-alive: run in the foreground (`daemon off`) with a
- * generated config, one worker per core, round robin over the two backends.
+ * generated config, one worker per core, round robin over the two backends, adding the same request
+ * fields as Tandem's load balancer does by default (X-Forwarded-*, Forwarded, a request id).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,6 +57,12 @@ ${backends.map((b) => `        server ${HOST}:${b.port};`).join('\n')}
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # The other fields Tandem's load balancer adds by default: the same work per request.
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\\"$http_host\\"";
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;
         }
     }
 }
