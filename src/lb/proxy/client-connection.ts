@@ -68,6 +68,27 @@ export interface ClientHandler {
   readonly keepAliveSeconds: number;
 }
 
+/**
+ * A body chunk up to this long goes out in one buffer with the response head, copied after it:
+ * one plain write instead of a corked head and chunk, which Node's stream gathers into a writev (its
+ * buffering, the chunk list and the string's encoding in C++). Measured on this project's 2-core
+ * machine, Tandem L7 with 18-byte answers at concurrency 64: see the README's benchmark section.
+ * Longer chunks are not copied.
+ */
+const MERGE_LIMIT = 2048;
+
+/** Node's Buffer#latin1Write (what write(s, 'latin1') calls, without its argument checks). */
+type Latin1Writer = Buffer & { latin1Write(s: string, offset: number, length: number): number };
+
+/** `head` (latin1: one byte per character) followed by `body`, in one new buffer. */
+function withHead(head: string, body: Buffer): Buffer {
+  const n = head.length;
+  const out = Buffer.allocUnsafe(n + body.length) as Latin1Writer;
+  out.latin1Write(head, 0, n);
+  out.set(body, n);
+  return out;
+}
+
 /** Why reading from the client is paused (bits): reading resumes when none is left. */
 const PAUSE_BODY = 1;
 const PAUSE_QUEUE = 2;
@@ -249,14 +270,21 @@ export class FrontRequest implements RequestHead {
     if (this.finished || this.noBody || chunk.length === 0) return true;
     const socket = this.conn.socket;
     const head = this.pendingHead;
-    if (head !== undefined) {
+    let wrote: boolean;
+    if (head === undefined) {
+      wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+    } else {
       // The head and the first bytes of the body in one write to the kernel.
       this.pendingHead = undefined;
-      socket.cork();
-      socket.write(head, 'latin1');
+      if (!this.chunked && chunk.length <= MERGE_LIMIT) {
+        wrote = socket.write(withHead(head, chunk));
+      } else {
+        socket.cork();
+        socket.write(head, 'latin1');
+        wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+        socket.uncork();
+      }
     }
-    const wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
-    if (head !== undefined) socket.uncork();
     const more = canTakeMore(socket, wrote);
     if (!more) this.awaitDrain = true;
     return more;

@@ -138,13 +138,15 @@ export function sendsChunked(out: readonly string[]): boolean {
 
 /**
  * The request line and header section sent to a server, from the client's method and target and
- * the list upstreamRequestHeaders built, ending with `Connection: keep-alive` (the proxy keeps its
- * connections to servers). Every name and value passed the client-side parser (or is the proxy's own).
+ * the list upstreamRequestHeaders built. No Connection field: an HTTP/1.1 request keeps the
+ * connection by default, which is what the proxy wants of its connections to servers (as HAProxy
+ * and nginx send it); the client's Connection values are hop-by-hop and were dropped. Every name
+ * and value passed the client-side parser (or is the proxy's own).
  */
 export function requestHead(method: string, target: string, headers: readonly string[]): string {
   let head = `${method} ${target} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  return `${head}Connection: keep-alive\r\n\r\n`;
+  return `${head}\r\n`;
 }
 
 /**
