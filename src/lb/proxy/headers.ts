@@ -20,6 +20,10 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/** 1 at the length of each hop-by-hop name. */
+const HOP_LENGTH = new Uint8Array(32);
+for (const name of HOP_BY_HOP) HOP_LENGTH[name.length] = 1;
+
 /** Lower-cased field names listed in Connection values, beyond `close` and `keep-alive`. */
 function connectionOptions(values: string[]): Set<string> | undefined {
   let named: Set<string> | undefined;
@@ -162,15 +166,20 @@ export function clientResponseHeaders(
 ): string[] {
   const out: string[] = [];
   const idLower = requestId === undefined ? undefined : requestIdHeader?.lower;
+  const idLength = idLower === undefined ? -1 : idLower.length;
   let connection: string[] | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') connection = appendValue(connection, raw[i + 1]!);
-      continue;
+    // Most names are of no length a dropped field has: no lower-cased copy is made of them.
+    const n = name.length;
+    if ((n < 32 && HOP_LENGTH[n] === 1) || n === idLength) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') connection = appendValue(connection, raw[i + 1]!);
+        continue;
+      }
+      if (lower === idLower) continue;
     }
-    if (lower === idLower) continue;
     out.push(name, raw[i + 1]!);
   }
   const named = connection && connectionOptions(connection);
