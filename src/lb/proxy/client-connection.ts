@@ -70,10 +70,9 @@ export interface ClientHandler {
 
 /**
  * A body chunk up to this long goes out in one buffer with the response head, copied after it:
- * one plain write instead of a corked head and chunk, which Node's stream gathers into a writev (its
- * buffering, the chunk list and the string's encoding in C++). Measured on this project's 2-core
- * machine, Tandem L7 with 18-byte answers at concurrency 64: see the README's benchmark section.
- * Longer chunks are not copied.
+ * one plain write instead of a corked head and chunk, which Node's stream gathers into a writev
+ * (its buffering, the chunk list and the string's encoding in C++). Measured (user CPU per
+ * request, 18-byte answers): the README's Architecture section. Longer chunks are not copied.
  */
 const MERGE_LIMIT = 2048;
 
