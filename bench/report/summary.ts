@@ -69,6 +69,17 @@ export const NODE_PROXIES: readonly string[] = ['http-proxy-3'];
 export const IDLE_TARGET_MIB = 150;
 
 const fmtRps = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/**
+ * `; by round 0.97/0.96/0.96`: `a`'s requests/s over `b`'s in each round (the runs of one round
+ * ran one after the other, so a slow spell of the machine falls on both); empty unless both have
+ * two runs or more, one per round. The target is judged on the medians; this says how much of a
+ * miss or a pass the rounds agree on.
+ */
+function byRound(a: PointResult, b: PointResult): string {
+  if (a.runs.length < 2 || a.runs.length !== b.runs.length) return '';
+  return `; by round ${a.runs.map((run, i) => (run.rps / b.runs[i]!.rps).toFixed(2)).join('/')}`;
+}
 const fmtMs = (n: number) => `${n.toFixed(2)} ms`;
 
 /**
@@ -98,7 +109,7 @@ export function checkTargets(
       const r = a.rps / b.rps;
       return checks.push({
         target,
-        measured: `${r.toFixed(2)} × (${fmtRps(a.rps)} vs ${fmtRps(b.rps)} req/s)`,
+        measured: `${r.toFixed(2)} × (${fmtRps(a.rps)} vs ${fmtRps(b.rps)} req/s${byRound(a, b)})`,
         met: r >= min,
       });
     };

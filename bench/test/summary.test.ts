@@ -93,6 +93,23 @@ test("targets: each of the issue's targets is judged, and a missing figure is 'n
   assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
 });
 
+test('throughput targets: judged on the medians, with the ratio of each round beside them', () => {
+  // Round by round (the runs of a round ran back to back): 0.80, 0.60, 0.90; medians 8,000 / 10,000.
+  const ps = [
+    summarizeRuns('haproxy-http', 'small', 64, [run(10_000, 2), run(10_000, 2), run(10_000, 2)]),
+    summarizeRuns('tandem-l7', 'small', 64, [run(8_000, 2), run(6_000, 2), run(9_000, 2)]),
+    summarizeRuns('haproxy-tcp', 'small', 64, [run(20_000, 1), run(20_000, 1)]),
+    // A contender with fewer runs than its reference (it died): no per-round figures.
+    summarizeRuns('tandem-l4', 'small', 64, [run(19_000, 1)]),
+  ];
+  const checks = checkTargets(ps, ['small'], []);
+  const l7 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L7 throughput'))!;
+  assert.equal(l7.measured, '0.80 × (8,000 vs 10,000 req/s; by round 0.80/0.60/0.90)');
+  assert.equal(l7.met, true);
+  const l4 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L4 throughput'))!;
+  assert.equal(l4.measured, '0.95 × (19,000 vs 20,000 req/s)');
+});
+
 test('idle target: judged on the memory with shared pages counted once where it is known, else on the RSS sum', () => {
   const idleCheck = (idle: IdleResult[]) =>
     checkTargets(points(), ['small'], idle).find((c) => c.target.startsWith('Tandem L7 holds 10,000'))!;
