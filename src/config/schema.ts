@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseHostPort } from './host-port.js';
+import { parseLogSize } from './size.js';
 
 const name = z.string({ error: 'must be a string' }).regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, {
   error: 'must be a name of lowercase letters, digits and dashes (like web-01)',
@@ -54,6 +55,36 @@ function duration(def: number, min = 0) {
       return ms;
     });
 }
+
+/**
+ * PostgreSQL's `max_slot_wal_keep_size`, normalised to "<n>MB" or "unlimited" (what `tandem
+ * config` prints reads back the same). Under 64 MiB a busy primary would drop a replica's WAL
+ * between two of its checks.
+ */
+const MIN_SLOT_WAL_MIB = 64;
+const slotWalKeepSize = z
+  .unknown()
+  .optional()
+  .transform((value, ctx) => {
+    if (value === undefined) return '4096MB';
+    const mib = parseLogSize(value);
+    const got = ` (got ${JSON.stringify(value)})`;
+    if (mib === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be a size like "512MB", "4GB" or "1TB", or "unlimited"${got}`,
+      });
+      return z.NEVER;
+    }
+    if (mib !== -1 && mib < MIN_SLOT_WAL_MIB) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be at least ${MIN_SLOT_WAL_MIB}MB, or "unlimited"${got}`,
+      });
+      return z.NEVER;
+    }
+    return mib === -1 ? 'unlimited' : `${mib}MB`;
+  });
 
 /** A duration in milliseconds with no default of its own (undefined when absent). */
 function optionalDuration(min = 0) {
@@ -462,6 +493,12 @@ export const databaseSchema = z
     cloneMethod: z
       .enum(['auto', 'pg_basebackup', 'copy'], { error: 'must be auto, pg_basebackup or copy' })
       .default('auto'),
+    /**
+     * PostgreSQL: the most WAL the primary keeps for a replica that is away or behind (its
+     * replication slot): "4GB" by default (read as "4096MB"); "unlimited" keeps all of it, until the
+     * disk is full. A replica that falls further behind is cloned afresh when it is back.
+     */
+    maxSlotWalKeepSize: slotWalKeepSize,
     /** Unprivileged system user the engine runs as when Tandem runs as root. */
     runAs: z.string({ error: 'must be a system user name' }).optional(),
     /** Automatic failover by the cluster manager. */

@@ -126,6 +126,29 @@ describe('config validation', () => {
     }
   });
 
+  test('database.maxSlotWalKeepSize: 4GB by default, a size in MB, GB or TB, or unlimited', () => {
+    assert.equal(validateConfig(base()).database!.maxSlotWalKeepSize, '4096MB');
+    const raw = base();
+    for (const [given, mib] of [
+      ['512MB', '512MB'],
+      ['2gb', '2048MB'],
+      ['1TB', '1048576MB'],
+      ['4096MB', '4096MB'],
+      ['unlimited', 'unlimited'],
+    ] as const) {
+      raw['database'].maxSlotWalKeepSize = given;
+      assert.equal(validateConfig(raw).database!.maxSlotWalKeepSize, mib, given);
+    }
+    for (const [bad, why] of [
+      ['4 gigs', 'must be a size like "512MB", "4GB" or "1TB", or "unlimited"'],
+      [4096, 'must be a size like "512MB", "4GB" or "1TB", or "unlimited"'],
+      ['16MB', 'must be at least 64MB, or "unlimited"'],
+    ] as const) {
+      raw['database'].maxSlotWalKeepSize = bad;
+      assert.deepEqual(problemsOf(raw), [`database.maxSlotWalKeepSize: ${why} (got ${JSON.stringify(bad)})`]);
+    }
+  });
+
   test('database endpoints: the writer leaves a node at its first failed check, the reader at its third', () => {
     const c = validateConfig(base());
     const check = (name: string) => c.backends.find((b) => b.name === name)!.healthCheck;

@@ -107,7 +107,11 @@ export async function createNodeEngine(
     return { engine, secrets };
   }
   const bins = reachableBinaries(await findPostgresBinaries(db.binDir), runAs, log);
-  const settings: Record<string, string> = {};
+  // Every node carries it: a replica may be promoted. A slot past it is invalidated; its replica
+  // is cloned afresh when it is back (NodeAgent), rather than the primary's disk filling up.
+  const settings: Record<string, string> = {
+    max_slot_wal_keep_size: db.maxSlotWalKeepSize === 'unlimited' ? '-1' : db.maxSlotWalKeepSize,
+  };
   if (db.replication === 'sync') {
     // Every node carries the setting: it only acts on the node that is primary.
     const others = db.nodes.filter((n) => n.name !== name);

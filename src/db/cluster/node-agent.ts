@@ -246,6 +246,7 @@ export class NodeAgent {
       this.progress(
         `${state.primary} no longer has the WAL this node needs to catch up (${err.walFile}): cloning afresh`,
       );
+      await this.waitForPrimary(primary); // a slot it invalidated is made again
       await engine.cloneAfresh(primary, this.progress);
       await engine.start(this.progress);
     }
@@ -320,7 +321,9 @@ export class NodeAgent {
       return;
     }
     if (state.term === this.term) {
-      await this.checkFollowing(state);
+      const why = this.runningRole === 'replica' ? this.engine.cannotCatchUp() : null;
+      if (why !== null) await this.cloneBehind(state, why);
+      else await this.checkFollowing(state);
       return;
     }
     if (state.primary === me) {
@@ -359,6 +362,21 @@ export class NodeAgent {
     await this.engine.stop();
     this.runningRole = null;
     await this.engine.rejoin(this.source(state.primary), this.progress);
+    await this.bringUp(state);
+  }
+
+  /**
+   * A running replica that can never catch up (the primary dropped the WAL it needs: it was away
+   * or behind too long): the old data directory is kept aside and a fresh copy is made.
+   */
+  private async cloneBehind(state: ClusterState, why: string): Promise<void> {
+    this.progress(`cannot catch up with ${state.primary}: ${why}; cloning afresh`);
+    this.setActivity('cloning', why);
+    await this.engine.stop();
+    this.runningRole = null;
+    const primary = this.source(state.primary);
+    await this.waitForPrimary(primary); // its slot is made again
+    await this.engine.cloneAfresh(primary, this.progress);
     await this.bringUp(state);
   }
 

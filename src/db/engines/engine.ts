@@ -134,6 +134,11 @@ export interface DatabaseEngine {
   follow(source: ReplicationSource): Promise<void>;
   /** True when this running replica receives changes from its primary. */
   isStreaming(): Promise<boolean>;
+  /**
+   * Why this running replica can never catch up with its primary (the log it needs is gone from
+   * the primary, which is told by the engine's own messages since its last start), or null.
+   */
+  cannotCatchUp(): string | null;
   /** Promotes this running replica and waits until it takes writes. */
   promote(): Promise<void>;
   /**

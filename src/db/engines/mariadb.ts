@@ -403,6 +403,11 @@ export class MariaDbEngine implements DatabaseEngine {
     });
   }
 
+  /** MariaDB's binary logs are never purged by Tandem: what a replica needs is always there. */
+  cannotCatchUp(): string | null {
+    return null;
+  }
+
   async isStreaming(): Promise<boolean> {
     return this.driver.with(this.self, async (c) => {
       const s = await slaveStatus(c);

@@ -26,8 +26,17 @@ export function lsnToBigInt(lsn: string): bigint {
   return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
 }
 
-/** Creates the physical slot (reserving WAL at once) if it does not exist. */
+/**
+ * Creates the physical slot (reserving WAL at once) if it does not exist. A slot the primary
+ * invalidated (it kept more WAL than max_slot_wal_keep_size) is made again: its replica is
+ * cloned afresh, and its new copy needs a slot that keeps WAL.
+ */
 export async function ensureSlot(client: pg.Client, slot: string): Promise<void> {
+  await client.query(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+      WHERE slot_name = $1 AND wal_status = 'lost' AND NOT active`,
+    [slot],
+  );
   await client.query(
     `SELECT pg_create_physical_replication_slot($1, true)
        WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,

@@ -88,6 +88,8 @@ export class PostgresEngine implements DatabaseEngine {
   private readonly recentLines: string[] = [];
   /** The WAL file this replica asked its primary for and was told is gone (since the last start). */
   private walGone: string | null = null;
+  /** The primary invalidated this replica's slot (it kept more than max_slot_wal_keep_size for it). */
+  private slotLost = false;
   readonly driver: PostgresDriver;
 
   constructor(private readonly opts: PostgresOptions) {
@@ -309,6 +311,13 @@ export class PostgresEngine implements DatabaseEngine {
     }
   }
 
+  cannotCatchUp(): string | null {
+    if (this.slotLost)
+      return 'the primary invalidated its replication slot, which held more WAL than database.maxSlotWalKeepSize allows';
+    if (this.walGone) return `the primary no longer has WAL file ${this.walGone}, which it needs`;
+    return null;
+  }
+
   /** Promotes a running replica to primary and waits until it accepts writes. */
   async promote(): Promise<void> {
     const client = this.client();
@@ -368,6 +377,7 @@ export class PostgresEngine implements DatabaseEngine {
     this.child = child;
     this.stopping = false;
     this.walGone = null;
+    this.slotLost = false;
     this.pipeLines(child);
     const exited = new Promise<string>((resolve) => {
       child.once('exit', (code, signal) =>
@@ -610,6 +620,8 @@ export class PostgresEngine implements DatabaseEngine {
         if (this.recentLines.length > 50) this.recentLines.shift();
         const gone = /requested WAL segment ([0-9A-F]{24}) has already been removed/.exec(line);
         if (gone) this.walGone = gone[1]!;
+        if (/can no longer get changes from replication slot|slot has been invalidated/.test(line))
+          this.slotLost = true;
         this.opts.log.info(`postgres: ${line}`);
       }
     };
