@@ -499,6 +499,16 @@ export const databaseSchema = z
      * disk is full. A replica that falls further behind is cloned afresh when it is back.
      */
     maxSlotWalKeepSize: slotWalKeepSize,
+    /**
+     * MariaDB: binary log files older than this many days are purged (0: never, until the disk is
+     * full). A replica away longer is cloned afresh when it is back.
+     */
+    binlogExpireDays: z
+      .number({ error: 'must be a number of days' })
+      .int({ error: 'must be a whole number of days' })
+      .min(0, { error: 'must be ≥ 0' })
+      .max(99, { error: 'must be at most 99 days (MariaDB’s limit)' })
+      .default(7),
     /** Unprivileged system user the engine runs as when Tandem runs as root. */
     runAs: z.string({ error: 'must be a system user name' }).optional(),
     /** Automatic failover by the cluster manager. */

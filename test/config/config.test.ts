@@ -149,6 +149,26 @@ describe('config validation', () => {
     }
   });
 
+  test('database.binlogExpireDays: 7 by default, 0 (never) to 99 whole days', () => {
+    assert.equal(validateConfig(base()).database!.binlogExpireDays, 7);
+    const raw = base();
+    raw['database'].binlogExpireDays = 0;
+    assert.equal(validateConfig(raw).database!.binlogExpireDays, 0);
+    for (const [bad, why] of [
+      [-1, 'must be ≥ 0'],
+      [1.5, 'must be a whole number of days'],
+      [100, 'must be at most 99 days (MariaDB’s limit)'],
+      ['7d', 'must be a number of days'],
+    ] as const) {
+      raw['database'].binlogExpireDays = bad;
+      const [problem] = problemsOf(raw);
+      assert.ok(
+        problem?.startsWith(`database.binlogExpireDays: ${why}`),
+        `${JSON.stringify(bad)}: ${problem}`,
+      );
+    }
+  });
+
   test('database endpoints: the writer leaves a node at its first failed check, the reader at its third', () => {
     const c = validateConfig(base());
     const check = (name: string) => c.backends.find((b) => b.name === name)!.healthCheck;

@@ -103,6 +103,7 @@ export async function createNodeEngine(
       replicationPassword: secrets.replication,
       serverId: db.nodes.indexOf(node) + 1,
       sync: db.replication === 'sync',
+      binlogExpireDays: db.binlogExpireDays,
     });
     return { engine, secrets };
   }

@@ -55,6 +55,8 @@ export interface MariaDbOptions {
   /** Unique per node (its position in the config, from 1). */
   serverId: number;
   sync: boolean;
+  /** Binary log files older than this many days are purged (MariaDB `binlog_expire_logs_seconds`); 0: never. */
+  binlogExpireDays: number;
 }
 
 /** The file that says, while the engine is stopped, which primary the node must follow. */
@@ -65,6 +67,8 @@ export class MariaDbEngine implements DatabaseEngine {
   private stopping = false;
   private exitListener: ((description: string) => void) | undefined;
   private readonly recentLines: string[] = [];
+  /** The replica's primary no longer has the binary log it asked for (error 1236), since the last start. */
+  private binlogGone: string | null = null;
   readonly driver: MariaDbDriver;
 
   constructor(private readonly opts: MariaDbOptions) {
@@ -305,6 +309,8 @@ export class MariaDbEngine implements DatabaseEngine {
       `--rpl-semi-sync-master-timeout=${this.opts.sync ? 4294967295 : 10000}`,
       '--slave-net-timeout=5',
       '--log-warnings=1',
+      // Purged when a file is closed (at start, FLUSH LOGS, or at max_binlog_size).
+      `--binlog-expire-logs-seconds=${this.opts.binlogExpireDays * 86400}`,
       ...(this.opts.runAs ? [`--user=${this.opts.runAs.user}`] : []),
     ];
     const child = spawn(this.opts.bins.server, args, {
@@ -313,6 +319,7 @@ export class MariaDbEngine implements DatabaseEngine {
     });
     this.child = child;
     this.stopping = false;
+    this.binlogGone = null;
     this.pipeLines(child);
     const exited = new Promise<string>((resolve) => {
       child.once('exit', (code, signal) =>
@@ -403,9 +410,10 @@ export class MariaDbEngine implements DatabaseEngine {
     });
   }
 
-  /** MariaDB's binary logs are never purged by Tandem: what a replica needs is always there. */
   cannotCatchUp(): string | null {
-    return null;
+    return this.binlogGone === null
+      ? null
+      : `the primary no longer has the binary log it needs (MariaDB: "${this.binlogGone}")`;
   }
 
   async isStreaming(): Promise<boolean> {
@@ -521,6 +529,10 @@ export class MariaDbEngine implements DatabaseEngine {
         if (!line.trim()) continue;
         this.recentLines.push(line);
         if (this.recentLines.length > 50) this.recentLines.shift();
+        // "Got fatal error 1236 from master when reading data from binary log: 'Could not find GTID
+        // state requested by slave in any binlog files. Probably ... purged.'"
+        const gone = /Got fatal error 1236 from master[^:]*: '([^']*)/.exec(line);
+        if (gone) this.binlogGone = gone[1]!.replace(/\.$/, '');
         this.opts.log.info(`mariadb: ${line}`);
       }
     };
