@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, nodeDataDir, startDbNode } from '../../src/db/cluster/db-node.js';
+import { NodeAgent } from '../../src/db/cluster/node-agent.js';
 import { slotName } from '../../src/db/engines/postgres.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
@@ -36,7 +37,16 @@ interface Case {
   said: RegExp;
   /** More checks once the replica is back. */
   afterBack?(w: SqlSession): Promise<void>;
+  /** The primary's /metrics with the replica streaming, away past the limit, and back. */
+  checkMetrics(before: string, away: string, back: string): void;
 }
+
+/** A sample of a Prometheus text exposition (labels as written), or undefined when absent. */
+function sample(text: string, name: string, labels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+const ON_SLOT = 'node="web-01",replica="web_02"';
 
 const slot = slotName('web-02');
 const walStatus = async (w: SqlSession) =>
@@ -74,6 +84,19 @@ const cases: Case[] = [
     async afterBack(w) {
       assert.equal(await walStatus(w), 'reserved', 'a new slot keeps WAL for the new copy');
     },
+    checkMetrics(before, away, back) {
+      assert.equal(sample(before, 'tandem_db_slot_lost', ON_SLOT), 0, before);
+      const safe = sample(before, 'tandem_db_slot_safe_bytes', ON_SLOT)!;
+      const retained = sample(before, 'tandem_db_slot_retained_bytes', ON_SLOT)!;
+      // Counted by PostgreSQL from the WAL segment boundaries: 64 MB give or take two segments.
+      assert.ok(safe > 0 && safe <= 96 * 1024 * 1024, `safe ${safe}`);
+      assert.ok(retained >= 0 && retained < 64 * 1024 * 1024, `retained ${retained}`);
+      assert.ok(sample(before, 'tandem_db_log_bytes', 'node="web-01"')! >= 16 * 1024 * 1024, before);
+      assert.equal(sample(away, 'tandem_db_slot_lost', ON_SLOT), 1, away);
+      assert.equal(sample(away, 'tandem_db_slot_retained_bytes', ON_SLOT), undefined, 'nothing retained');
+      assert.equal(sample(away, 'tandem_db_slot_safe_bytes', ON_SLOT), undefined);
+      assert.equal(sample(back, 'tandem_db_slot_lost', ON_SLOT), 0, back);
+    },
   },
   {
     title: 'MariaDB: binary logs expire; a replica away past that is cloned afresh when it is back',
@@ -98,6 +121,12 @@ const cases: Case[] = [
       });
     },
     said: /cannot catch up with web-01: the primary no longer has the binary log it needs .*cloning afresh/,
+    checkMetrics(before, away) {
+      const bytes = (text: string) => sample(text, 'tandem_db_log_bytes', 'node="web-01"');
+      assert.ok(bytes(before)! > 0, before);
+      assert.ok(bytes(away)! < bytes(before)!, 'the purged binary logs are gone from the disk');
+      assert.doesNotMatch(before, /tandem_db_slot_/, 'MariaDB has no slots');
+    },
   },
 ];
 
@@ -105,11 +134,11 @@ for (const c of cases) {
   test(c.title, async (t) => {
     if (skipUnless(t, c.missing)) return;
     const dir = tempDir();
-    const [p1, p2] = [await freePort(), await freePort()];
+    const [p1, p2, api] = [await freePort(), await freePort(), await freePort()];
     const file = await databaseOnlyConfig(dir.path, {
       ...c.setting,
       nodes: [
-        { name: 'web-01', port: p1, role: 'primary' },
+        { name: 'web-01', port: p1, role: 'primary', apiPort: api },
         { name: 'web-02', port: p2, role: 'replica' },
       ],
     });
@@ -129,7 +158,10 @@ for (const c of cases) {
     };
     const count = async (s: SqlSession) => Number((await s.query('SELECT count(*) AS n FROM t'))[0]!['n']);
 
-    handles.push(await startDbNode(config, 'web-01', quiet, () => undefined));
+    const primary = new NodeAgent(config, 'web-01', quiet, () => undefined); // with its API
+    handles.push(primary);
+    await primary.start();
+    const metrics = async () => (await fetch(`http://127.0.0.1:${api}/metrics`)).text();
     const replica = await startDbNode(config, 'web-02', quiet, () => undefined);
     const w = await session(p1);
     await c.checkSetting(w);
@@ -141,25 +173,35 @@ for (const c of cases) {
     await insert();
     const r1 = await session(p2);
     await waitFor('the first row on the replica', async () => (await count(r1)) === 1);
+    const before = await metrics();
     await replica.stop();
 
     await c.dropLog(w, insert);
     await insert();
+    const away = await metrics();
 
     // Back: it starts from its old data, finds the log it needs gone, and is cloned afresh.
     const steps: string[] = [];
-    handles.push(await startDbNode(config, 'web-02', quiet, (m) => steps.push(m)));
+    const back = new NodeAgent(config, 'web-02', quiet, (m) => steps.push(m), { api: false });
+    handles.push(back);
+    await back.start();
     let r2 = await session(p2);
+    /** Rows on the replica; a session the replica's restarts closed is opened again. */
+    const replicaRows = async () => {
+      try {
+        return await count(r2);
+      } catch {
+        r2 = await session(p2).catch(() => r2);
+        return -1;
+      }
+    };
+    // Cloned afresh and running again (rows can show while the clone is loaded, before a restart).
     await waitFor(
-      'every row on the replica again',
-      async () => {
-        try {
-          return (await count(r2)) === rows;
-        } catch {
-          r2 = await session(p2).catch(() => r2); // the replica restarts while it is cloned
-          return false;
-        }
-      },
+      'the replica cloned afresh, running, with every row',
+      async () =>
+        steps.some((s) => c.said.test(s)) &&
+        back.snapshot().activity === 'running' &&
+        (await replicaRows()) === rows,
       { timeout: 60_000, interval: 200 },
     ).catch(async (err) => {
       throw new Error(`${(err as Error).message}; its steps:\n  ${steps.join('\n  ')}`);
@@ -171,8 +213,9 @@ for (const c of cases) {
     const kept = readdirSync(dirname(nodeDataDir(config, 'web-02'))).filter((f) => f.includes('.old-'));
     assert.equal(kept.length, 1, 'the old data directory is kept aside, not deleted');
     await c.afterBack?.(w);
+    c.checkMetrics(before, away, await metrics());
     // It replicates again: a new row arrives.
     await insert();
-    await waitFor('a new row on the replica', async () => (await count(r2)) === rows);
+    await waitFor('a new row on the replica', async () => (await replicaRows()) === rows);
   });
 }

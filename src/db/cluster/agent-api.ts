@@ -6,7 +6,8 @@
  * engine's unit: bytes of WAL for PostgreSQL, transactions for MariaDB; `maxLagBytes` is the same),
  * `GET /health` on any running node, `GET /status` with JSON, `GET /metrics` for Prometheus (role,
  * term, replication lag in bytes of the primary's log on both engines, in transactions on MariaDB,
- * and in seconds).
+ * and in seconds; the log the node keeps on disk, and on a PostgreSQL primary what each replica's
+ * slot holds and how much more it may hold before it is invalidated).
  */
 import { type Server, createServer } from 'node:http';
 import type { ResolvedConfig } from '../../config/load.js';
@@ -14,6 +15,7 @@ import type { DbNodeConfig } from '../../config/schema.js';
 import { listenError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { readClusterState } from './cluster-state.js';
+import type { SlotKept } from '../engines/engine.js';
 import type { NodeAgent } from './node-agent.js';
 
 export interface AgentApi {
@@ -100,10 +102,24 @@ export async function startAgentApi(
     const [{ lag, bytes }, seconds] = replica
       ? await Promise.all([agent.replicationLag(), agent.lagSeconds()])
       : [{ lag: null, bytes: null }, null];
+    const kept = running
+      ? await agent.engine.driver
+          .logKept({ name: node.name, host: node.host, port: node.port })
+          .catch(() => null)
+      : null;
+    const slots = role === 'primary' ? (kept?.slots ?? []) : [];
     const unit = agent.engine.driver.lagUnit;
     const label = `{node="${agent.name}"}`;
     const gauge = (name: string, help: string, value: number | null) =>
       value === null ? [] : [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name}${label} ${value}`];
+    /** One sample per replica slot (a primary's); none when there is no value. */
+    const perSlot = (name: string, help: string, value: (s: SlotKept) => number | null) => {
+      const samples = slots.flatMap((s) => {
+        const v = value(s);
+        return v === null ? [] : [`${name}{node="${agent.name}",replica="${s.replica}"} ${v}`];
+      });
+      return samples.length === 0 ? [] : [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...samples];
+    };
     return `${[
       ...gauge('tandem_db_up', '1 when the node runs and answers, else 0.', running && role ? 1 : 0),
       ...gauge('tandem_db_primary', '1 when the node is the primary, else 0.', role === 'primary' ? 1 : 0),
@@ -124,6 +140,26 @@ export async function startAgentApi(
         'tandem_db_replication_lag_seconds',
         "Seconds this replica's replay is behind the primary.",
         seconds,
+      ),
+      ...gauge(
+        'tandem_db_log_bytes',
+        `Bytes of ${unit === 'bytes' ? 'WAL files' : 'binary logs'} on this node's disk.`,
+        kept?.bytes ?? null,
+      ),
+      ...perSlot(
+        'tandem_db_slot_retained_bytes',
+        "WAL this primary keeps for a replica's slot (from the replica's restart position).",
+        (s) => s.retainedBytes,
+      ),
+      ...perSlot(
+        'tandem_db_slot_safe_bytes',
+        "WAL that can still be written before a replica's slot is invalidated (database.maxSlotWalKeepSize).",
+        (s) => s.safeBytes,
+      ),
+      ...perSlot(
+        'tandem_db_slot_lost',
+        "1 when the primary invalidated a replica's slot: that replica is cloned afresh when it is back.",
+        (s) => (s.lost ? 1 : 0),
       ),
     ].join('\n')}\n`;
   }

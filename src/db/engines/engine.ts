@@ -61,6 +61,25 @@ export interface ReplicaLink {
   mode: string;
 }
 
+/** The log a node keeps on disk, and on a PostgreSQL primary what each replica's slot holds. */
+export interface LogKept {
+  /** Bytes of WAL files (PostgreSQL) or binary logs (MariaDB) on the node's disk. */
+  bytes: number;
+  /** PostgreSQL, per replica slot (empty on MariaDB, which has no slots, and on a replica). */
+  slots: SlotKept[];
+}
+
+export interface SlotKept {
+  /** The replica the slot is for (`tandem_<node>`), or the slot's own name for a slot Tandem did not make. */
+  replica: string;
+  /** WAL the slot holds back, from its restart position to the primary's; null once invalidated. */
+  retainedBytes: number | null;
+  /** WAL that may still be written before the slot is invalidated; null when unbounded or invalidated. */
+  safeBytes: number | null;
+  /** The primary invalidated the slot: its replica must be cloned afresh. */
+  lost: boolean;
+}
+
 export interface EngineDriver {
   /** `PostgreSQL` or `MariaDB`: for messages. */
   readonly label: string;
@@ -89,6 +108,8 @@ export interface EngineDriver {
   replicaLinks(primary: NodeAddress): Promise<Map<string, ReplicaLink>>;
   /** Seconds this replica's replay is behind its primary, as the replica sees it (null: unknown). */
   replicaLagSeconds(node: NodeAddress): Promise<number | null>;
+  /** The log `node` keeps on disk, and what each replica's slot holds of it. */
+  logKept(node: NodeAddress): Promise<LogKept>;
 }
 
 export interface BootstrapSecrets {

@@ -16,6 +16,7 @@ import { DatabaseError } from '../../errors.js';
 import type {
   EngineDriver,
   LogCoordinates,
+  LogKept,
   NodeAddress,
   NodeProbe,
   Progress,
@@ -200,6 +201,15 @@ export class MariaDbDriver implements EngineDriver {
   /** MariaDB's primary does not list its replicas by name: each replica reports for itself. */
   async replicaLinks(): Promise<Map<string, ReplicaLink>> {
     return new Map();
+  }
+
+  /** The binary logs' total size; MariaDB keeps no slots (binlogExpireDays bounds what it keeps). */
+  logKept(node: NodeAddress): Promise<LogKept> {
+    return this.with(
+      node,
+      async (c) => ({ bytes: ((await binlogFiles(c)) ?? []).reduce((n, f) => n + f.size, 0), slots: [] }),
+      1500,
+    );
   }
 
   replicaLagSeconds(node: NodeAddress): Promise<number | null> {

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { DatabaseError } from '../../errors.js';
 import { pgClient } from '../pg-client.js';
-import type { EngineDriver, NodeAddress, NodeProbe, Progress, ReplicaLink } from './engine.js';
+import type { EngineDriver, LogKept, NodeAddress, NodeProbe, Progress, ReplicaLink } from './engine.js';
 
 export const SUPERUSER = 'postgres';
 export const REPLICATION_USER = 'replicator';
@@ -159,6 +159,38 @@ export class PostgresDriver implements EngineDriver {
     );
     // replay_lag is null once a replica has caught up and nothing new is written: 0 s behind.
     return new Map(rows.map((r) => [r.name, { lagSeconds: r.lag ?? 0, mode: r.sync }]));
+  }
+
+  logKept(node: NodeAddress): Promise<LogKept> {
+    return this.with(
+      node,
+      async (c) => {
+        const wal = await c.query<{ bytes: string }>(
+          'SELECT coalesce(sum(size), 0)::text AS bytes FROM pg_ls_waldir()',
+        );
+        const slots = await c.query<{
+          name: string;
+          retained: string | null;
+          safe: string | null;
+          status: string | null;
+        }>(
+          `SELECT slot_name AS name, wal_status AS status, safe_wal_size::text AS safe,
+                  CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN NULL
+                       ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text END AS retained
+             FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`,
+        );
+        return {
+          bytes: Number(wal.rows[0]?.bytes ?? 0),
+          slots: slots.rows.map((r) => ({
+            replica: r.name.startsWith('tandem_') ? r.name.slice('tandem_'.length) : r.name,
+            retainedBytes: r.retained === null ? null : Number(r.retained),
+            safeBytes: r.safe === null || r.status === 'lost' ? null : Math.max(0, Number(r.safe)),
+            lost: r.status === 'lost',
+          })),
+        };
+      },
+      1500,
+    );
   }
 
   replicaLagSeconds(node: NodeAddress): Promise<number | null> {
