@@ -46,7 +46,7 @@ function sample(text: string, name: string, labels: string): number | undefined 
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
 }
-const ON_SLOT = 'node="web-01",replica="web_02"';
+const ON_SLOT = 'node="web-01",replica="web-02"';
 
 const slot = slotName('web-02');
 const walStatus = async (w: SqlSession) =>

@@ -104,7 +104,10 @@ export async function startAgentApi(
       : [{ lag: null, bytes: null }, null];
     const kept = running
       ? await agent.engine.driver
-          .logKept({ name: node.name, host: node.host, port: node.port })
+          .logKept(
+            { name: node.name, host: node.host, port: node.port },
+            config.database!.nodes.filter((n) => n.name !== node.name).map((n) => n.name),
+          )
           .catch(() => null)
       : null;
     const slots = role === 'primary' ? (kept?.slots ?? []) : [];

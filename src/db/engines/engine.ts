@@ -70,7 +70,7 @@ export interface LogKept {
 }
 
 export interface SlotKept {
-  /** The replica the slot is for (`tandem_<node>`), or the slot's own name for a slot Tandem did not make. */
+  /** The replica node the slot is for, or the slot's own name for a slot Tandem did not make. */
   replica: string;
   /** WAL the slot holds back, from its restart position to the primary's; null once invalidated. */
   retainedBytes: number | null;
@@ -108,8 +108,8 @@ export interface EngineDriver {
   replicaLinks(primary: NodeAddress): Promise<Map<string, ReplicaLink>>;
   /** Seconds this replica's replay is behind its primary, as the replica sees it (null: unknown). */
   replicaLagSeconds(node: NodeAddress): Promise<number | null>;
-  /** The log `node` keeps on disk, and what each replica's slot holds of it. */
-  logKept(node: NodeAddress): Promise<LogKept>;
+  /** The log `node` keeps on disk, and what its slot for each of `replicas` (node names) holds of it. */
+  logKept(node: NodeAddress, replicas: readonly string[]): Promise<LogKept>;
 }
 
 export interface BootstrapSecrets {

@@ -204,7 +204,7 @@ export class MariaDbDriver implements EngineDriver {
   }
 
   /** The binary logs' total size; MariaDB keeps no slots (binlogExpireDays bounds what it keeps). */
-  logKept(node: NodeAddress): Promise<LogKept> {
+  logKept(node: NodeAddress, _replicas: readonly string[]): Promise<LogKept> {
     return this.with(
       node,
       async (c) => ({ bytes: ((await binlogFiles(c)) ?? []).reduce((n, f) => n + f.size, 0), slots: [] }),

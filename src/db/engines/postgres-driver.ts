@@ -161,7 +161,8 @@ export class PostgresDriver implements EngineDriver {
     return new Map(rows.map((r) => [r.name, { lagSeconds: r.lag ?? 0, mode: r.sync }]));
   }
 
-  logKept(node: NodeAddress): Promise<LogKept> {
+  logKept(node: NodeAddress, replicas: readonly string[]): Promise<LogKept> {
+    const bySlot = new Map(replicas.map((r) => [slotName(r), r]));
     return this.with(
       node,
       async (c) => {
@@ -182,7 +183,7 @@ export class PostgresDriver implements EngineDriver {
         return {
           bytes: Number(wal.rows[0]?.bytes ?? 0),
           slots: slots.rows.map((r) => ({
-            replica: r.name.startsWith('tandem_') ? r.name.slice('tandem_'.length) : r.name,
+            replica: bySlot.get(r.name) ?? r.name,
             retainedBytes: r.retained === null ? null : Number(r.retained),
             safeBytes: r.safe === null || r.status === 'lost' ? null : Math.max(0, Number(r.safe)),
             lost: r.status === 'lost',
