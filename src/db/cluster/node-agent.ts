@@ -374,10 +374,16 @@ export class NodeAgent {
     this.setActivity('cloning', why);
     await this.engine.stop();
     this.runningRole = null;
-    const primary = this.source(state.primary);
-    await this.waitForPrimary(primary); // its slot is made again
-    await this.engine.cloneAfresh(primary, this.progress);
-    await this.bringUp(state);
+    try {
+      const primary = this.source(state.primary);
+      await this.waitForPrimary(primary); // its slot is made again
+      await this.engine.cloneAfresh(primary, this.progress);
+      await this.bringUp(state);
+    } catch (err) {
+      // The primary went away meanwhile, or the copy failed: the engine is down, and is brought
+      // up again as after a crash (following whoever is primary by then, cloning if need be).
+      this.onEngineDied(`could not be cloned afresh: ${(err as Error).message}`);
+    }
   }
 
   /** Switchover: stop taking writes, note the last WAL position, stop cleanly. */
