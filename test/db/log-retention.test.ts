@@ -15,7 +15,7 @@ import { NodeAgent } from '../../src/db/cluster/node-agent.js';
 import { slotName } from '../../src/db/engines/postgres.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
-import { freePort, skipUnless, tempDir, waitFor } from '../helpers/index.js';
+import { freePort, promSample, skipUnless, tempDir, waitFor } from '../helpers/index.js';
 import { type Engine, type SqlSession, connect } from '../helpers/sql.js';
 import { databaseOnlyConfig } from '../helpers/stack.js';
 
@@ -41,11 +41,6 @@ interface Case {
   checkMetrics(before: string, away: string, back: string): void;
 }
 
-/** A sample of a Prometheus text exposition (labels as written), or undefined when absent. */
-function sample(text: string, name: string, labels: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
-  return line === undefined ? undefined : Number(line.split(' ')[1]);
-}
 const ON_SLOT = 'node="web-01",replica="web-02"';
 
 const slot = slotName('web-02');
@@ -85,17 +80,17 @@ const cases: Case[] = [
       assert.equal(await walStatus(w), 'reserved', 'a new slot keeps WAL for the new copy');
     },
     checkMetrics(before, away, back) {
-      assert.equal(sample(before, 'tandem_db_slot_lost', ON_SLOT), 0, before);
-      const safe = sample(before, 'tandem_db_slot_safe_bytes', ON_SLOT)!;
-      const retained = sample(before, 'tandem_db_slot_retained_bytes', ON_SLOT)!;
+      assert.equal(promSample(before, 'tandem_db_slot_lost', ON_SLOT), 0, before);
+      const safe = promSample(before, 'tandem_db_slot_safe_bytes', ON_SLOT)!;
+      const retained = promSample(before, 'tandem_db_slot_retained_bytes', ON_SLOT)!;
       // Counted by PostgreSQL from the WAL segment boundaries: 64 MB give or take two segments.
       assert.ok(safe > 0 && safe <= 96 * 1024 * 1024, `safe ${safe}`);
       assert.ok(retained >= 0 && retained < 64 * 1024 * 1024, `retained ${retained}`);
-      assert.ok(sample(before, 'tandem_db_log_bytes', 'node="web-01"')! >= 16 * 1024 * 1024, before);
-      assert.equal(sample(away, 'tandem_db_slot_lost', ON_SLOT), 1, away);
-      assert.equal(sample(away, 'tandem_db_slot_retained_bytes', ON_SLOT), undefined, 'nothing retained');
-      assert.equal(sample(away, 'tandem_db_slot_safe_bytes', ON_SLOT), undefined);
-      assert.equal(sample(back, 'tandem_db_slot_lost', ON_SLOT), 0, back);
+      assert.ok(promSample(before, 'tandem_db_log_bytes', 'node="web-01"')! >= 16 * 1024 * 1024, before);
+      assert.equal(promSample(away, 'tandem_db_slot_lost', ON_SLOT), 1, away);
+      assert.equal(promSample(away, 'tandem_db_slot_retained_bytes', ON_SLOT), undefined, 'nothing retained');
+      assert.equal(promSample(away, 'tandem_db_slot_safe_bytes', ON_SLOT), undefined);
+      assert.equal(promSample(back, 'tandem_db_slot_lost', ON_SLOT), 0, back);
     },
   },
   {
@@ -122,7 +117,7 @@ const cases: Case[] = [
     },
     said: /cannot catch up with web-01: the primary no longer has the binary log it needs .*cloning afresh/,
     checkMetrics(before, away) {
-      const bytes = (text: string) => sample(text, 'tandem_db_log_bytes', 'node="web-01"');
+      const bytes = (text: string) => promSample(text, 'tandem_db_log_bytes', 'node="web-01"');
       assert.ok(bytes(before)! > 0, before);
       assert.ok(bytes(away)! < bytes(before)!, 'the purged binary logs are gone from the disk');
       assert.doesNotMatch(before, /tandem_db_slot_/, 'MariaDB has no slots');

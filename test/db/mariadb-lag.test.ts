@@ -16,7 +16,7 @@ import { binlogBytesBehind } from '../../src/db/engines/mariadb-driver.js';
 import { toolErrorLines } from '../../src/db/engines/mariadb.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { Component } from '../helpers/components.js';
-import { freePort, skipUnless, tempDir, waitFor } from '../helpers/index.js';
+import { freePort, promSample, skipUnless, tempDir, waitFor } from '../helpers/index.js';
 import { sql } from '../helpers/sql.js';
 import { TANDEM, databaseOnlyConfig, processesMentioning } from '../helpers/stack.js';
 
@@ -42,10 +42,9 @@ test('binary log bytes behind: summed across files; null when the file is not th
   assert.equal(binlogBytesBehind([], { file: 'db-01-bin.000003', offset: 4 }), null);
 });
 
-/** A gauge of a Prometheus text exposition, or undefined when it is absent. */
+/** A node's gauge in a Prometheus text exposition, or undefined when it is absent. */
 function gauge(text: string, name: string, node: string): number | undefined {
-  const m = new RegExp(`^${name}\\{node="${node}"\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
+  return promSample(text, name, `node="${node}"`);
 }
 
 test('a failed MariaDB tool is reported by its error lines, not the page of advice after them', () => {

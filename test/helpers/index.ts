@@ -66,3 +66,12 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * A sample of a Prometheus text exposition: `name` with exactly `labels` (as written, like
+ * `node="web-01"`), or undefined when there is none.
+ */
+export function promSample(text: string, name: string, labels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + labels.length + 3));
+}
