@@ -34,6 +34,9 @@ const FOLLOW_GRACE_MS = 10_000;
 const ROLE_CACHE_MS = 100;
 /** How long a measured replication lag serves the API's checks (after it was measured). */
 const LAG_CACHE_MS = 250;
+/** After a failed restart of the engine the next waits this long, doubling up to the maximum. */
+export const RESTART_BACKOFF_MS = 500;
+export const RESTART_BACKOFF_MAX_MS = 30_000;
 
 /**
  * An answer of the engine shared by everyone who asks while it is being asked for, or within
@@ -107,6 +110,9 @@ export class NodeAgent {
   private readonly label: string;
   /** Set after following a new primary: by then the replica must stream from it. */
   private followDeadline = 0;
+  /** Restarts of the engine that failed in a row, and when the next may be tried (Date.now()). */
+  private restartFailures = 0;
+  private restartAt = 0;
 
   constructor(
     private readonly config: ResolvedConfig,
@@ -418,12 +424,24 @@ export class NodeAgent {
       !this.config.database!.failover.enabled;
     if (state.primary === me && !restartInPlace) return; // the manager is deciding
     if (state.primary === me && Date.now() - this.diedAt < 500) return; // let the manager see the death
+    if (Date.now() < this.restartAt) return; // after a failed restart
     this.progress(
       state.primary === me
         ? `restarting ${this.label} in place (${state.blocked ?? 'no failover'})`
         : `${this.label} restarting as a replica of ${state.primary} (term ${state.term})`,
     );
-    await this.bringUp(state);
+    try {
+      await this.bringUp(state);
+      this.restartFailures = 0;
+    } catch (err) {
+      const delay = Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MS * 2 ** this.restartFailures);
+      this.restartFailures++;
+      this.restartAt = Date.now() + delay;
+      const why = (err as Error).message.replace(/\.$/, '');
+      throw new DatabaseError(`${why}; trying again in ${delay / 1000} s`, {
+        cause: err,
+      });
+    }
   }
 
   private setActivity(activity: NodeActivity, message: string | null = null): void {
