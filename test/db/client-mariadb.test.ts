@@ -6,9 +6,7 @@
  * and then answers from the writer.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, startDbNode } from '../../src/db/cluster/db-node.js';
 import {
   TandemDb,
@@ -23,7 +21,7 @@ import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
 import { freePort, skipUnless, tempDir } from '../helpers/index.js';
 import { sql } from '../helpers/sql.js';
-import { databaseOnlyConfig } from '../helpers/stack.js';
+import { primaryAndReplica } from '../helpers/stack.js';
 
 /** Why MariaDB tests cannot run here, or undefined when they can. */
 function mariaDbMissing(): string | undefined {
@@ -103,15 +101,7 @@ test('positions: GTID lists and LSNs are told apart; anything else is refused', 
 test('tandem/db on MariaDB: read/write split, read-your-writes by GTID, fallback while replication is paused', async (t) => {
   if (skipUnless(t, mariaDbMissing())) return;
   const dir = tempDir();
-  const [p1, p2] = [await freePort(), await freePort()];
-  const file = await databaseOnlyConfig(dir.path, {
-    engine: 'mysql',
-    nodes: [
-      { name: 'web-01', port: p1, role: 'primary' },
-      { name: 'web-02', port: p2, role: 'replica' },
-    ],
-  });
-  const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
+  const { config, p1, p2 } = await primaryAndReplica(dir.path, { engine: 'mysql' });
   const log = createLogger('test');
   const handles: DbNodeHandle[] = [];
   const clients: TandemDb[] = [];

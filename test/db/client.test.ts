@@ -4,27 +4,18 @@
  * and falls back to the writer).
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
-import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, startDbNode } from '../../src/db/cluster/db-node.js';
 import { TandemDb } from '../../src/db/client.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
-import { freePort, tempDir } from '../helpers/index.js';
-import { databaseOnlyConfig } from '../helpers/stack.js';
+import { tempDir } from '../helpers/index.js';
+import { primaryAndReplica } from '../helpers/stack.js';
 
 test('tandem/db: read/write split and read-your-writes while the replica lags', async (t) => {
   const dir = tempDir();
-  const [p1, p2] = [await freePort(), await freePort()];
-  const file = await databaseOnlyConfig(dir.path, {
-    nodes: [
-      { name: 'web-01', port: p1, role: 'primary' },
-      { name: 'web-02', port: p2, role: 'replica' },
-    ],
-  });
-  const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
+  const { config, p1, p2 } = await primaryAndReplica(dir.path);
   const log = createLogger('test');
   const handles: DbNodeHandle[] = [];
   let db: TandemDb | undefined = undefined;

@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, nodeDataDir, startDbNode } from '../../src/db/cluster/db-node.js';
 import { NodeAgent } from '../../src/db/cluster/node-agent.js';
 import { slotName } from '../../src/db/engines/postgres.js';
@@ -17,7 +16,7 @@ import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
 import { freePort, promSample, skipUnless, tempDir, waitFor } from '../helpers/index.js';
 import { type Engine, type SqlSession, connect } from '../helpers/sql.js';
-import { databaseOnlyConfig } from '../helpers/stack.js';
+import { primaryAndReplica } from '../helpers/stack.js';
 
 const quiet = createLogger('test');
 const MARIADBD = ['/usr/sbin/mariadbd', '/usr/bin/mariadbd'].find((p) => existsSync(p));
@@ -129,15 +128,8 @@ for (const c of cases) {
   test(c.title, async (t) => {
     if (skipUnless(t, c.missing)) return;
     const dir = tempDir();
-    const [p1, p2, api] = [await freePort(), await freePort(), await freePort()];
-    const file = await databaseOnlyConfig(dir.path, {
-      ...c.setting,
-      nodes: [
-        { name: 'web-01', port: p1, role: 'primary', apiPort: api },
-        { name: 'web-02', port: p2, role: 'replica' },
-      ],
-    });
-    const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
+    const api = await freePort();
+    const { config, p1, p2 } = await primaryAndReplica(dir.path, c.setting, { apiPort: api });
     const handles: DbNodeHandle[] = [];
     const sessions: SqlSession[] = [];
     t.after(async () => {

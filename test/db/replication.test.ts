@@ -7,27 +7,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
-import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, startDbNode } from '../../src/db/cluster/db-node.js';
 import { findPostgresBinaries } from '../../src/db/engines/binaries.js';
 import { readSecret } from '../../src/db/secrets.js';
 import { createLogger } from '../../src/log.js';
-import { freePort, isAlive, skipUnless, tempDir, waitFor } from '../helpers/index.js';
-import { databaseOnlyConfig } from '../helpers/stack.js';
+import { isAlive, skipUnless, tempDir, waitFor } from '../helpers/index.js';
+import { primaryAndReplica } from '../helpers/stack.js';
 
 const quiet = createLogger('test');
 
 async function cluster(cloneMethod: 'copy' | 'pg_basebackup') {
   const dir = tempDir();
-  const [p1, p2] = [await freePort(), await freePort()];
-  const file = await databaseOnlyConfig(dir.path, {
-    cloneMethod,
-    nodes: [
-      { name: 'web-01', port: p1, role: 'primary' },
-      { name: 'web-02', port: p2, role: 'replica' },
-    ],
-  });
-  const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
+  const { config, p1, p2 } = await primaryAndReplica(dir.path, { cloneMethod });
   const superuser = () => readSecret(config.paths.dataDir, 'db-superuser')!;
   const client = async (port: number) => {
     const c = new pg.Client({

@@ -5,24 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { type Server, createServer } from 'node:net';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../../src/config/load.js';
 import { type DbNodeHandle, startDbNode } from '../../src/db/cluster/db-node.js';
 import { createLogger } from '../../src/log.js';
-import { freePort, tempDir, waitFor } from '../helpers/index.js';
-import { databaseOnlyConfig } from '../helpers/stack.js';
+import { tempDir, waitFor } from '../helpers/index.js';
+import { primaryAndReplica } from '../helpers/stack.js';
 
 test('an engine that cannot be restarted is tried again with a doubling delay, then comes back', async (t) => {
   const dir = tempDir();
-  const [p1, p2] = [await freePort(), await freePort()];
-  const file = await databaseOnlyConfig(dir.path, {
-    nodes: [
-      { name: 'web-01', port: p1, role: 'primary' },
-      { name: 'web-02', port: p2, role: 'replica' },
-    ],
-  });
-  const config = loadConfig({ file, dataDir: join(dir.path, 'data') });
+  const { config, p2 } = await primaryAndReplica(dir.path);
   const handles: DbNodeHandle[] = [];
   let squatter: Server | undefined;
   t.after(async () => {

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { type ResolvedConfig, loadConfig } from '../../src/config/load.js';
 import { isAlive, waitFor } from './index.js';
 import { freePort, freePortRange } from './ports.js';
 
@@ -102,6 +103,26 @@ export async function databaseOnlyConfig(dir: string, database: Record<string, u
     backends: [{ name: 'web', servers: [{ name: 'web-01' }] }],
     database: { endpoints: { enabled: false }, ...database },
   });
+}
+
+/**
+ * A database-only config in `dir` with a primary `web-01` and a replica `web-02` on free ports,
+ * plus `database` (engine, settings); `primary`: more keys of the primary's node (apiPort).
+ */
+export async function primaryAndReplica(
+  dir: string,
+  database: Record<string, unknown> = {},
+  primary: Record<string, unknown> = {},
+): Promise<{ config: ResolvedConfig; p1: number; p2: number }> {
+  const [p1, p2] = [await freePort(), await freePort()];
+  const file = await databaseOnlyConfig(dir, {
+    ...database,
+    nodes: [
+      { name: 'web-01', port: p1, role: 'primary', ...primary },
+      { name: 'web-02', port: p2, role: 'replica' },
+    ],
+  });
+  return { config: loadConfig({ file, dataDir: join(dir, 'data') }), p1, p2 };
 }
 
 export function writeConfig(dir: string, config: Record<string, unknown>): string {
