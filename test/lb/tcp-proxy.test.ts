@@ -181,6 +181,46 @@ test(
 );
 
 test(
+  'a server that resets its connection mid-answer: the client gets a reset, not a clean end',
+  { timeout: T },
+  async (t) => {
+    const backend = await startRawBackend(t, 'crasher', (socket) => {
+      socket.once('data', () => {
+        socket.write('partial answer');
+        setTimeout(() => socket.resetAndDestroy(), 50);
+      });
+    });
+    const lb = await startTcpLb(t, { servers: [{ name: 'crasher', port: backend.port }] });
+    const reply = await rawExchange(lb.port, 'go');
+    assert.equal(reply.data.toString(), 'partial answer');
+    assert.equal(reply.reset, true, 'the client saw a clean end: it cannot tell the answer was cut short');
+  },
+);
+
+test(
+  'a client that resets its connection: the server gets a reset, not a clean end',
+  { timeout: T },
+  async (t) => {
+    const seen: string[] = [];
+    // Only the connection that carries data: the health checks connect and close too.
+    const backend = await startRawBackend(t, 'listener', (socket) => {
+      socket.once('data', () => {
+        socket.on('error', (err: NodeJS.ErrnoException) => seen.push(err.code ?? err.message));
+        socket.on('end', () => seen.push('end'));
+      });
+    });
+    const lb = await startTcpLb(t, { servers: [{ name: 'listener', port: backend.port }] });
+    const client = connect({ host: '127.0.0.1', port: lb.port });
+    client.on('error', () => {});
+    client.write('half a request');
+    await waitFor('the bytes at the server', () => backend.all().toString() === 'half a request');
+    client.resetAndDestroy();
+    await waitFor('the server to hear of it', () => seen.length > 0);
+    assert.deepEqual(seen, ['ECONNRESET']);
+  },
+);
+
+test(
   'connections are balanced by the backend algorithm (round robin, weighted)',
   { timeout: T },
   async (t) => {

@@ -414,7 +414,7 @@ function onUpstreamClose(this: Tagged, hadError: boolean): void {
     endSession(session);
     if (hadError) {
       server.failures++;
-      session.client.destroy();
+      reset(session.client);
     }
     return;
   }
@@ -474,11 +474,23 @@ function onUpstreamClose(this: Tagged, hadError: boolean): void {
   proxy.log.warn(`${where} failed: ${why}; closing the client connection`);
 }
 
-/** A reset or write error on the client side: the client socket closes, and onClientClose resets the server side. */
+/** A reset or write error on the client side: the server side is reset too (closed, if not connected yet). */
 function onClientError(this: Tagged, _err: Error): void {
   const session = this[kSession]!;
   session.clientGone = true;
-  session.upstream?.destroy();
+  const up = session.upstream;
+  if (up === undefined) return;
+  if (session.connected) reset(up);
+  else up.destroy();
+}
+
+/**
+ * Closes `socket` with a reset (RST), not a clean end (FIN): the other side of its session was
+ * reset or failed, and a clean end would tell this side that everything was said (a protocol that
+ * ends its messages with the connection would take a cut-short answer for a whole one).
+ */
+function reset(socket: Tagged): void {
+  if (!socket.destroyed) socket.resetAndDestroy();
 }
 
 /** The client connection is over: forget it; an upstream still connecting is abandoned. */
@@ -488,8 +500,12 @@ function onClientClose(this: Tagged, hadError: boolean): void {
   session.proxy.forget(this);
   const up = session.upstream;
   if (up === undefined || up.destroyed) return;
-  if (hadError || !session.connected) {
+  if (!session.connected) {
     up.destroy();
+    return;
+  }
+  if (hadError) {
+    reset(up);
     return;
   }
   // Closed cleanly: both directions are done on the client side, so the server already sent its
