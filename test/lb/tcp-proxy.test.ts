@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { directRelayAvailable } from '../../src/lb/proxy/direct-relay.js';
 import { waitFor } from '../helpers/index.js';
 import { type RawBackend, rawExchange, startRawBackend, startTcpLb } from './tcp-fixtures.js';
 
@@ -30,6 +31,11 @@ async function openEcho(port: number): Promise<Socket> {
   });
   return socket;
 }
+
+test('the bytes go directly between the handles on this Node.js, unless TANDEM_DIRECT_RELAY=0', () => {
+  // The worker processes run the same Node.js with the same environment.
+  assert.equal(directRelayAvailable, process.env['TANDEM_DIRECT_RELAY'] !== '0');
+});
 
 test(
   'bytes round-trip intact: 20 MiB up and echoed back down, with a half-close at the end',
@@ -142,6 +148,68 @@ test(
     const got = backend.all();
     assert.equal(got.length, size);
     assert.equal(sha256(got), sha256(payload));
+  },
+);
+
+test(
+  'backpressure on small chunks: a held write keeps its bytes while other sessions relay',
+  { timeout: T },
+  async (t) => {
+    // One process, so that both sessions go through the same relay memory; the server trickles
+    // small records (one per turn of the event loop), so that the proxy reads and writes them one
+    // by one, until the client, which does not read, is full.
+    // Records until the server is held back, then a few more.
+    const record = (i: number) => `record ${String(i).padStart(8, '0')} ${'.'.repeat(40)}\n`;
+    let sent = 0;
+    let heldAt = 0;
+    const backend = await startRawBackend(t, 'mixed', (socket) => {
+      socket.once('data', (first: Buffer) => {
+        if (first.toString() !== 'S') {
+          socket.write(first);
+          socket.pipe(socket);
+          return;
+        }
+        const next = (): void => {
+          if (heldAt > 0 && sent === heldAt + 1000) {
+            socket.end();
+            return;
+          }
+          if (!socket.write(record(sent++))) {
+            heldAt ||= sent;
+            socket.once('drain', next);
+          } else setImmediate(next);
+        };
+        next();
+      });
+    });
+    const lb = await startTcpLb(t, { servers: [{ name: 'mixed', port: backend.port }], workers: 1 });
+    const slow = connect({ host: '127.0.0.1', port: lb.port });
+    t.after(() => slow.destroy());
+    slow.pause();
+    slow.write('S');
+    await waitFor('the server to be held back', () => heldAt > 0, { timeout: 15_000 });
+    // Another session's small chunks pass through the proxy while the slow one's write is held.
+    const echo = await openEcho(lb.port);
+    t.after(() => echo.destroy());
+    let echoed = '';
+    echo.on('data', (c: Buffer) => (echoed += c.toString()));
+    let expected = '';
+    for (let i = 0; i < 200; i++) {
+      const message = `echo ${i} ${randomBytes(20).toString('hex')}`;
+      expected += message;
+      echo.write(message);
+      await waitFor('the echo', () => echoed.length === expected.length, { interval: 1, timeout: 2000 });
+    }
+    assert.equal(echoed, expected);
+    const chunks: Buffer[] = [];
+    slow.on('data', (c: Buffer) => chunks.push(c));
+    const ended = once(slow, 'end');
+    slow.resume();
+    await ended;
+    const got = Buffer.concat(chunks).toString();
+    const want = Array.from({ length: sent }, (_, i) => record(i)).join('');
+    assert.equal(got.length, want.length);
+    assert.ok(got === want, 'the records arrived changed');
   },
 );
 
