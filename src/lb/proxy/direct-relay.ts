@@ -97,6 +97,31 @@ export class RelayLink {
   activity = 0;
 }
 
+/** How many looks in a row must find no byte moved before a directly relayed session is idle. */
+const IDLE_LOOKS = 4;
+
+/**
+ * Calls `onIdle` once no byte moved either way over `link` for `idleMs` (to 1.25 × `idleMs`):
+ * direct reads and writes do not restart a socket's timer, so `socket`'s timer looks at the
+ * link's activity every quarter of the time instead.
+ */
+export function closeWhenIdle(link: RelayLink, socket: Socket, idleMs: number, onIdle: () => void): void {
+  const interval = Math.max(1, Math.ceil(idleMs / IDLE_LOOKS));
+  let seen = link.activity;
+  let quiet = 0;
+  socket.setTimeout(interval);
+  socket.on('timeout', () => {
+    if (link.activity !== seen) {
+      seen = link.activity;
+      quiet = 0;
+    } else if (++quiet >= IDLE_LOOKS) {
+      onIdle();
+      return;
+    }
+    socket.setTimeout(interval);
+  });
+}
+
 /** One side of a relayed session: its socket and handle, and the other side. */
 class Side {
   peer!: Side;

@@ -18,7 +18,7 @@ import {
   type RawHandle,
   readsIntoUserBuffer,
 } from './injected.js';
-import { type RelayLink, relayDirectly } from './direct-relay.js';
+import { closeWhenIdle, relayDirectly } from './direct-relay.js';
 import { canTakeMore, chunkOf, READ_BUFFER, release } from './read-buffer.js';
 
 /** Timeouts of one TCP frontend, in milliseconds (from the load balancer's config). */
@@ -80,11 +80,6 @@ class TcpSession {
   ended = false;
   /** The client socket reads into the shared buffer (relay()); false: it emits 'data' (one another process accepted). */
   readonly userBuffer: boolean;
-  /** Once connected, when the bytes go directly between the sockets' handles (direct-relay.ts). */
-  link: RelayLink | undefined = undefined;
-  /** The link's activity at the idle check's last look, and how many looks in a row found it unchanged. */
-  seenActivity = 0;
-  quietLooks = 0;
 
   constructor(
     readonly proxy: TcpProxy,
@@ -337,42 +332,17 @@ function onUpstreamConnect(this: Tagged): void {
   // through onClientRead (or onClientData) and onUpstreamRead. An end (a FIN) is passed on either
   // way: flowing mode is what makes a socket emit 'end' (the data itself never enters its stream).
   const link = relayDirectly(client, session.userBuffer, this, true);
-  session.link = link;
   if (link === undefined) {
     client.setTimeout(idle);
     client.on('timeout', onIdle);
     if (!session.userBuffer) client.on('data', onClientData);
   } else {
-    // Direct reads and writes do not restart the socket's timer: it looks at the link's activity.
-    client.setTimeout(idleLookInterval(idle));
-    client.on('timeout', onIdleLook);
+    closeWhenIdle(link, client, idle, () => abort(session));
   }
   this.on('end', onUpstreamEnd);
   client.on('end', onClientEnd);
   this.resume();
   client.resume();
-}
-
-/** How many looks in a row must find no byte moved before a directly relayed session is idle. */
-const IDLE_LOOKS = 4;
-
-/** Time between two looks of the idle check: the session closes idle for `idle` to 1.25 × `idle`. */
-function idleLookInterval(idle: number): number {
-  return Math.max(1, Math.ceil(idle / IDLE_LOOKS));
-}
-
-/** The idle check of a directly relayed session (`this` is its client socket). */
-function onIdleLook(this: Tagged): void {
-  const session = this[kSession]!;
-  const activity = session.link!.activity;
-  if (activity !== session.seenActivity) {
-    session.seenActivity = activity;
-    session.quietLooks = 0;
-  } else if (++session.quietLooks >= IDLE_LOOKS) {
-    abort(session);
-    return;
-  }
-  this.setTimeout(idleLookInterval(session.proxy.timeouts.idleTimeout));
 }
 
 /** A chunk from the server (`this`), in READ_BUFFER: on to the client. */

@@ -21,10 +21,12 @@ import type { RequestHead } from './client-connection.js';
 import type { Socket } from 'node:net';
 import type { UpstreamServer } from '../backend/upstream-server.js';
 import { describeError } from '../describe-error.js';
+import { closeWhenIdle, relayDirectly } from './direct-relay.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { HttpProxy } from './http-proxy.js';
 import { limitMessage, limitStatus } from './limits.js';
 import { sendLocalRaw } from './local-response.js';
+import { readsIntoUserBuffer } from './injected.js';
 import { HttpPickContext } from './pick-context.js';
 import { requestIdFor } from './request-id.js';
 
@@ -279,17 +281,15 @@ class Upgrade {
 /**
  * Pipes `client` and `upstream` into each other: backpressure both ways, an end (half-close) of
  * one side passed on to the other, both destroyed on an error of either or after `idleTimeout` ms
- * without traffic in either direction.
+ * without traffic in either direction. The bytes go directly between the two handles
+ * (direct-relay.ts) when nothing is left queued in either socket's stream (the 101 and the bytes
+ * that came with the handshake went out whole), else through the streams.
  */
 function tunnel(client: Socket, upstream: Socket, idleTimeout: number): void {
   const destroyBoth = (): void => {
     client.destroy();
     upstream.destroy();
   };
-  client.setTimeout(idleTimeout);
-  upstream.setTimeout(idleTimeout);
-  client.on('timeout', destroyBoth);
-  upstream.on('timeout', destroyBoth);
   upstream.on('error', destroyBoth);
   // The client's errors already destroy it (onClientSocketError); its close ends the tunnel.
   client.on('close', () => upstream.destroy());
@@ -297,6 +297,22 @@ function tunnel(client: Socket, upstream: Socket, idleTimeout: number): void {
     if (hadError) client.destroy();
   });
   upstream.setNoDelay(true);
+  const link =
+    client.writableLength === 0 && upstream.writableLength === 0
+      ? relayDirectly(client, readsIntoUserBuffer(client), upstream, false)
+      : undefined;
+  if (link !== undefined) {
+    closeWhenIdle(link, client, idleTimeout, destroyBoth);
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+    client.resume();
+    upstream.resume();
+    return;
+  }
+  client.setTimeout(idleTimeout);
+  upstream.setTimeout(idleTimeout);
+  client.on('timeout', destroyBoth);
+  upstream.on('timeout', destroyBoth);
   client.pipe(upstream);
   upstream.pipe(client);
 }
