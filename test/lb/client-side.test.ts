@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 import { test } from 'node:test';
+import { waitFor } from '../helpers/index.js';
 import { startBackend, startLb } from './fixtures.js';
 import { configWith, RawClient, serveForTest } from './protocol-fixtures.js';
 
@@ -163,6 +165,63 @@ test('pipelined requests with bodies: each reaches the server whole and in order
   const bodies = [...text.matchAll(/\r\n\r\n([0-9a-f]+\r\n)?(got \d+|length)/g)].map((m) => m[2]);
   assert.deepEqual(bodies, ['got 10', 'got 5', 'got 20000', 'length']);
   assert.deepEqual(backend.seen, ['POST /body 10', 'POST /body 5', 'POST /body 20000', 'GET /length 0']);
+});
+
+test('a client that pipelines thousands of requests and reads nothing for a while gets every answer, whole and in order', async (t) => {
+  // Small answers (each head and body go out in one write); far more of them than the kernel
+  // buffers hold, so that the proxy's writes to the client back up and it stops reading requests.
+  const N = 20_000;
+  const body = (i: number) => `answer ${i} `.padEnd(1000, '.');
+  let answered = 0;
+  const server = createServer((req, res) => {
+    if (req.url === '/healthz') {
+      res.end('ok');
+      return;
+    }
+    answered++;
+    res.end(body(Number(req.url!.slice(3))));
+  });
+  const backendPort = await serveForTest(t, server);
+  const lb = await startLb(t, await configWith({ servers: [{ name: 'web-01', port: backendPort }] }, {}));
+  const client = connect({ host: '127.0.0.1', port: lb.port });
+  t.after(() => client.destroy());
+  client.pause();
+  let requests = '';
+  for (let i = 0; i < N; i++) requests += `GET /n/${i} HTTP/1.1\r\nHost: p.test\r\n\r\n`;
+  client.write(requests);
+  // Held back: the server answered some, not all, and no more for a while.
+  let last = -1;
+  let still = 0;
+  await waitFor(
+    'the proxy to stop taking requests',
+    () => {
+      still = answered === last && answered > 0 ? still + 1 : 0;
+      last = answered;
+      return still >= 6;
+    },
+    { timeout: 20_000, interval: 50 },
+  );
+  assert.ok(answered < N, `the proxy took all ${N} requests from a client that reads nothing`);
+  const chunks: Buffer[] = [];
+  let length = 0;
+  client.on('data', (c: Buffer) => {
+    chunks.push(c);
+    length += c.length;
+  });
+  client.resume();
+  const lastBody = body(N - 1);
+  await waitFor(
+    'every answer',
+    () => length >= N * 1000 && Buffer.concat(chunks.slice(-2)).toString('latin1').endsWith(lastBody),
+    { timeout: 30_000 },
+  );
+  const text = () => Buffer.concat(chunks).toString('latin1');
+  const bodies = text()
+    .split(/HTTP\/1\.1 200 OK\r\n[^]*?\r\n\r\n/)
+    .slice(1);
+  assert.equal(bodies.length, N);
+  for (let i = 0; i < N; i++)
+    if (bodies[i] !== body(i)) assert.fail(`answer ${i} is ${JSON.stringify(bodies[i]?.slice(0, 40))}`);
 });
 
 test('a server that answers before the request body: the rest of the body is dropped, the connection goes on', async (t) => {

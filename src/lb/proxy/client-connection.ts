@@ -472,7 +472,7 @@ export class ClientConnection {
     }
     // What follows the request is the tunnel's (copied: the read buffer is reused).
     const head = Buffer.from(chunk.subarray(ret));
-    if (this.current === undefined) this.startUpgrade(up, head);
+    if (this.current === undefined && !this.waitingDrain) this.startUpgrade(up, head);
     else {
       // After the response in progress.
       this.upgradeHead = head;
@@ -481,6 +481,12 @@ export class ClientConnection {
   }
 
   private upgradeHead: Buffer | undefined = undefined;
+  /**
+   * Pipelined requests wait (none in progress) until the client takes the answers written so
+   * far: a client that sends requests and reads nothing would otherwise have every answer held
+   * in the proxy's memory.
+   */
+  private waitingDrain = false;
 
   /** The client ended its side (FIN). */
   ended(): void {
@@ -520,6 +526,10 @@ export class ClientConnection {
     if (req !== undefined && req.awaitDrain) {
       req.awaitDrain = false;
       req.owner?.clientDrain(req);
+    }
+    if (this.waitingDrain && req === undefined && !this.closed && !this.rejected) {
+      this.waitingDrain = false;
+      this.advance();
     }
   }
 
@@ -566,9 +576,11 @@ export class ClientConnection {
       return 0;
     }
     this.idleSince = -1;
-    if (this.current === undefined) this.start(req);
+    if (this.current === undefined && !this.waitingDrain && !this.socket.writableNeedDrain) this.start(req);
     else {
       this.queue.push(req);
+      // Not started because the client has not taken the answers written so far (drained()).
+      if (this.current === undefined) this.waitingDrain = true;
       if (this.queue.length >= QUEUE_LIMIT) this.pauseFor(PAUSE_QUEUE);
     }
     return 0;
@@ -617,6 +629,11 @@ export class ClientConnection {
     this.current = undefined;
     if (this.deferredError !== undefined) {
       this.answerError(this.deferredError.status, this.deferredError.text);
+      return;
+    }
+    if (this.queue.length > 0 && this.socket.writableNeedDrain) {
+      // The client has not taken the answers written so far: the next waits for its 'drain'.
+      this.waitingDrain = true;
       return;
     }
     const next = this.queue.shift();
