@@ -29,6 +29,7 @@ import {
   requestParser,
   resetRequestParser,
 } from './http-parser.js';
+import { writeOut } from './direct-relay.js';
 import { readsIntoUserBuffer } from './injected.js';
 import { canTakeMore, READ_BUFFER } from './read-buffer.js';
 
@@ -276,7 +277,8 @@ export class FrontRequest implements RequestHead {
       // The head and the first bytes of the body in one write to the kernel.
       this.pendingHead = undefined;
       if (!this.chunked && chunk.length <= MERGE_LIMIT) {
-        wrote = socket.write(withHead(head, chunk));
+        // A buffer of its own (the chunk is copied in): straight to the socket's handle.
+        wrote = writeOut(socket, withHead(head, chunk));
       } else {
         socket.cork();
         socket.write(head, 'latin1');

@@ -14,6 +14,9 @@
  * Backpressure: a write the kernel did not take whole stays queued in libuv (holding its chunk), and
  * the side it came from stops reading until it is out. At most one chunk is queued per direction.
  *
+ * writeOut writes one chunk of the HTTP proxy the same way: straight to the handle when nothing
+ * is queued before it.
+ *
  * It needs Node's stream binding (WriteWrap and the shared read/write state), which Node.js gives
  * through `process.binding('stream_wrap')`. Where that is missing, or with TANDEM_DIRECT_RELAY=0
  * in the environment, relayDirectly answers undefined and the proxy relays through the sockets'
@@ -31,6 +34,8 @@ interface WriteReq {
   bytes: number;
   buffer: Buffer | null;
   callback: null;
+  /** writeOut: the socket written to. */
+  socket: OutSocket | null;
 }
 
 /** The libuv stream handle under a net.Socket (TCPWrap), as far as used here. */
@@ -40,6 +45,7 @@ interface StreamHandle {
   readStart(): number;
   readStop(): number;
   writeBuffer(req: WriteReq, data: Buffer): number;
+  writeLatin1String(req: WriteReq, data: string): number;
   useUserBuffer(buffer: Buffer): void;
   [kSide]?: Side;
 }
@@ -88,6 +94,7 @@ function newReq(): WriteReq {
   req.bytes = 0;
   req.buffer = null;
   req.callback = null;
+  req.socket = null;
   return req;
 }
 
@@ -242,6 +249,7 @@ function readDirect(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
   // libuv holds the rest of the chunk (and this request) until the kernel takes it: this side
   // reads no more until then, and a small chunk's scratch memory is now the write's.
   spareReq = undefined;
+  req.oncomplete = onWritten;
   req.buffer = chunk;
   if (n <= SMALL) {
     scratch = Buffer.allocUnsafeSlow(SMALL);
@@ -275,6 +283,68 @@ function onWritten(this: WriteReq, status: number): void {
       from.handle.readStart();
     }
   }
+}
+
+const kDirectPending = Symbol('tandem.directWritePending');
+type OutSocket = Socket & { _handle?: StreamHandle | null; [kDirectPending]?: boolean };
+
+/**
+ * Writes `data` (a Buffer, or a string of latin1 text) to `socket` as `socket.write()` would, but
+ * straight to its handle when nothing is queued before it: not in the socket's stream (nothing
+ * buffered, not corked, connected) and no earlier direct write still held by libuv. The answer
+ * is socket.write()'s for backpressure: false once the stream holds more than its high-water
+ * mark. A direct write libuv holds counts as taken: what is written next goes through the stream,
+ * behind it in libuv's queue, and the stream's own backpressure applies from there. A Buffer
+ * given here must not be reused until the socket has written it (as with socket.write()).
+ */
+export function writeOut(socket: Socket, data: Buffer | string): boolean {
+  const s = socket as OutSocket;
+  const handle = s._handle;
+  if (
+    binding === undefined ||
+    handle == null ||
+    s[kDirectPending] === true ||
+    s.writableLength !== 0 ||
+    s.writableCorked !== 0 ||
+    s.connecting ||
+    s.writableEnded
+  ) {
+    return typeof data === 'string' ? s.write(data, 'latin1') : s.write(data);
+  }
+  const req = spareReq ?? newReq();
+  req.handle = handle;
+  const err = typeof data === 'string' ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
+  if (err !== 0) {
+    spareReq = req;
+    s.destroy(errnoError(err, 'write'));
+    return false;
+  }
+  if (state[WRITE_WAS_ASYNC] === 0) {
+    spareReq = req;
+    return true;
+  }
+  // libuv holds the rest (a string's bytes are copied by Node, a Buffer is kept here) until the
+  // kernel takes it.
+  spareReq = undefined;
+  req.oncomplete = onWrittenOut;
+  req.socket = s;
+  if (typeof data !== 'string') req.buffer = data;
+  s[kDirectPending] = true;
+  return true;
+}
+
+/** A direct write libuv held is out (or failed). */
+function onWrittenOut(this: WriteReq, status: number): void {
+  const socket = this.socket!;
+  this.socket = null;
+  this.buffer = null;
+  socket[kDirectPending] = false;
+  if (status < 0) socket.destroy(errnoError(status, 'write'));
+}
+
+/** Whether `socket` has written everything it was given (by writeOut or write()). */
+export function allWritten(socket: Socket): boolean {
+  return socket.writableLength === 0 && (socket as OutSocket)[kDirectPending] !== true;
 }
 
 function errnoError(status: number, syscall: string): NodeJS.ErrnoException {

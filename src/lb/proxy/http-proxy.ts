@@ -7,6 +7,7 @@ import { describeError } from '../describe-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import { clientResponseHeaders, requestHead, sendsChunked, upstreamRequestHeaders } from './headers.js';
 import { LAST_CHUNK, writeChunk } from './chunked.js';
+import { writeOut } from './direct-relay.js';
 import { limitMessage, limitStatus } from './limits.js';
 import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
@@ -574,8 +575,8 @@ export class HttpProxy implements ClientHandler {
     const conn = server.pool.acquire(ex);
     ex.conn = conn;
     ex.reused = conn.uses > 1;
-    // Buffered by the socket until it is connected.
-    conn.socket.write(ex.head, 'latin1');
+    // Straight to a connected socket's handle; buffered by the socket until it is connected.
+    writeOut(conn.socket, ex.head);
     if (conn.connected) connected(ex);
     else ex.timer = setTimeout(onConnectTimeout, this.timeouts.connectTimeout, ex);
   }
