@@ -130,20 +130,22 @@ test('tunnelTimeout: a tunnel stays open while bytes flow, and closes once idle 
   client.write(handshake('/chat', randomBytes(16).toString('base64')));
   await client.until('\r\n\r\n');
   // Traffic every 150ms for ~1.2 s: more than twice the timeout, never idle that long.
+  let lastEcho = 0;
   for (let i = 0; i < 8; i++) {
     const before = client.length;
     client.write('.');
     await waitFor('echo', () => client.length === before + 1);
+    lastEcho = Date.now();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 150);
       t.after(() => clearTimeout(timer));
     });
     assert.equal(client.closed, false, `closed while active (round ${i})`);
   }
-  const idleSince = Date.now();
   await client.untilClosed(5000);
-  const idle = Date.now() - idleSince;
-  assert.ok(idle >= 300 && idle < 3000, `closed after ${idle}ms idle`);
+  // From the last byte seen (a late wake-up of this process only makes it look longer).
+  const idle = Date.now() - lastEcho;
+  assert.ok(idle >= 450 && idle < 3000, `closed after ${idle}ms idle`);
   await waitFor('slot released', async () => (await lb.server('web-01')).inFlight === 0);
 });
 
