@@ -419,8 +419,18 @@ export const loadBalancerSchema = z.strictObject({
     .prefault({}),
   /** Time to wait for a backend connection. */
   connectTimeout: duration(5000, 1),
-  /** Time a backend may stay silent before its response headers, from the connection or the last request body chunk sent (504 past it). */
+  /**
+   * Time a backend may keep a request waiting on it: for its response headers once the request is
+   * sent (504 past it), to take more of a request body, or for the next bytes of an answer under
+   * way (the client's connection is cut past it) (HAProxy `timeout server`).
+   */
   serverTimeout: duration(60_000, 1),
+  /**
+   * Time a client may keep a request waiting on it: for more of its request body (408 past it), or
+   * to take more of the answer (the connection is closed past it) (HAProxy `timeout client`, nginx
+   * `client_body_timeout` and `send_timeout`).
+   */
+  clientTimeout: duration(60_000, 1),
   /** Idle keep-alive connections to clients are closed after this. */
   keepAliveTimeout: duration(5000, 1),
   /** A client's request headers must all arrive within this (HAProxy `timeout http-request`); else 408 and close. */

@@ -394,6 +394,59 @@ export class ClientConnection {
     connections.add(this);
   }
 
+  /** The request being answered, if any. */
+  get request(): FrontRequest | undefined {
+    return this.current;
+  }
+
+  /** Pipelined requests wait for the client to take the answers written so far. */
+  get waitingForDrain(): boolean {
+    return this.waitingDrain;
+  }
+
+  /** What the sweep last saw move (see `stalledFor`), and since when (-1: not watched). */
+  private readonly seen = [0, 0, 0, 0];
+  private stallSince = -1;
+
+  /**
+   * For the sweep's client and server timeouts: how long (ms) none of `a`–`d` (byte counts of
+   * both sides) has changed since an earlier call saw them; 0 when they just did, or on the first
+   * call after unwatch().
+   */
+  stalledFor(now: number, a: number, b: number, c: number, d: number): number {
+    const seen = this.seen;
+    if (this.stallSince < 0 || seen[0] !== a || seen[1] !== b || seen[2] !== c || seen[3] !== d) {
+      seen[0] = a;
+      seen[1] = b;
+      seen[2] = c;
+      seen[3] = d;
+      this.stallSince = now;
+      return 0;
+    }
+    return now - this.stallSince;
+  }
+
+  /** Nothing to watch now: the next stalledFor() starts afresh. */
+  unwatch(): void {
+    this.stallSince = -1;
+  }
+
+  /**
+   * The client kept a request waiting past the client timeout: a request body that stopped
+   * coming gets a 408 (when no answer has started); otherwise (an answer, or pipelined ones, it
+   * does not take) the connection is closed.
+   */
+  clientTimedOut(): void {
+    const req = this.current;
+    if (req !== undefined && !req.complete && !req.headersSent && !this.rejected) {
+      const err = new Error('request body timeout') as ParseError;
+      err.code = 'ERR_HTTP_BODY_TIMEOUT';
+      this.parseError(err);
+      return;
+    }
+    this.socket.destroy();
+  }
+
   /** Idle: no request under way, none waiting. */
   get idle(): boolean {
     return this.current === undefined && this.queue.length === 0 && this.parsing === undefined;
@@ -744,6 +797,7 @@ function statusOf(code: string | undefined): number {
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return 413;
     case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_BODY_TIMEOUT':
       return 408;
     case 'HPE_PAUSED_H2_UPGRADE':
       return 505;
@@ -755,7 +809,9 @@ function statusOf(code: string | undefined): number {
 function describe(status: number, err: ParseError): string {
   switch (status) {
     case 408:
-      return 'the request headers did not arrive in time';
+      return err.code === 'ERR_HTTP_BODY_TIMEOUT'
+        ? 'the rest of the request body did not arrive in time'
+        : 'the request headers did not arrive in time';
     case 431:
       return 'the request header section is too large';
     case 413:

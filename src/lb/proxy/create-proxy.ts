@@ -32,6 +32,7 @@ function httpTimeouts(lb: LoadBalancerConfig): ProxyTimeouts {
   return {
     connectTimeout: lb.connectTimeout,
     serverTimeout: lb.serverTimeout,
+    clientTimeout: lb.clientTimeout,
     keepAliveTimeout: lb.keepAliveTimeout,
     headersTimeout: lb.headersTimeout,
     tunnelTimeout: lb.tunnelTimeout,

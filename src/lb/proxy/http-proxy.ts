@@ -35,10 +35,13 @@ export interface ProxyTimeouts {
   /** Time to get a connection to a server. */
   connectTimeout: number;
   /**
-   * Time the server may stay silent before its response headers (504 past it): counted from the
-   * connection, and again from each chunk of a request body as it streams to the server.
+   * Time a request may wait on its server: for the response headers once the request is all sent
+   * (or, with `Expect: 100-continue`, before the client may send its body), for the server to take
+   * more of the body, and for the next bytes of an answer under way.
    */
   serverTimeout: number;
+  /** Time a request may wait on its client: for more of its body, or to take more of the answer. */
+  clientTimeout: number;
   /** Idle keep-alive connections from clients are closed after this. */
   keepAliveTimeout: number;
   /** A request's line and headers must all arrive within this from its first byte (408 past it). */
@@ -63,7 +66,11 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   conn: UpstreamConnection | undefined = undefined;
   /** The current attempt went over a connection an earlier request used (a keep-alive one). */
   reused = false;
-  /** Connect timer, then server (response headers) timer. */
+  /**
+   * Connect timer, then server timer: for the response headers once the request is all sent, and
+   * for a 100 Continue. The other waits (on a client's body, on either side mid-transfer) are the
+   * frontend's sweep's (watchTransfer).
+   */
   timer: NodeJS.Timeout | undefined = undefined;
   /** The current attempt has a connection: request bytes may have left. */
   connected = false;
@@ -93,6 +100,8 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   waiting = false;
   /** Request body bytes read so far; counted only when maxBodySize is set. */
   bodyBytes = 0;
+  /** The timeouts of when the request arrived: a reload's apply to the requests after it. */
+  readonly timeouts: ProxyTimeouts;
 
   constructor(
     readonly proxy: HttpProxy,
@@ -107,6 +116,7 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
     readonly pickContext: PickContext,
   ) {
     this.server = server;
+    this.timeouts = proxy.timeouts;
   }
 
   /** Out of the backend queue, onto `server` (QueuedRequest). */
@@ -153,8 +163,15 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
   /** ConnectionUser: a 1xx before the final answer; a 100 Continue goes to the client that expects it. */
   upstreamInformational(conn: UpstreamConnection, status: number): void {
     if (status !== 100 || conn !== this.conn || this.done) return;
-    // Relayed once, to a client that waits for it (`Expect: 100-continue`).
-    if (this.req.awaitingContinue) this.req.writeContinue();
+    // Relayed once, to a client that waits for it (`Expect: 100-continue`): the body is the
+    // client's move now (the sweep watches it).
+    if (this.req.awaitingContinue) {
+      this.req.writeContinue();
+      if (!this.requestDone) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+    }
   }
 
   /** ConnectionUser: a chunk of the response body, with backpressure from the client. */
@@ -222,12 +239,16 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
 
   /**
    * RequestOwner: a chunk of the request body: to the server (chunk-encoded when it came chunked),
-   * with backpressure; the server timer starts again, and maxBodySize is enforced.
+   * with backpressure, and maxBodySize enforced. The body is coming: a server timer for a 100
+   * Continue stops (until the body is all in, the sweep watches both sides).
    */
   clientBody(_req: FrontRequest, chunk: Buffer): void {
     const conn = this.conn;
     if (conn === undefined) return;
-    this.timer?.refresh();
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     const max = this.proxy.options.maxBodySize;
     if (max !== undefined) {
       this.bodyBytes += chunk.length;
@@ -247,12 +268,19 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
     }
   }
 
-  /** RequestOwner: the request body is all in: its end goes to the server; the connection may be released. */
+  /**
+   * RequestOwner: the request body is all in: its end goes to the server, whose answer is awaited
+   * from now on (the server timer); the connection may be released.
+   */
   clientBodyEnd(): void {
     const conn = this.conn;
     if (conn === undefined || this.requestDone) return;
     if (this.chunked) conn.socket.write(LAST_CHUNK, 'latin1');
     this.requestDone = true;
+    if (!this.responded) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(onServerTimeout, this.timeouts.serverTimeout, this);
+    }
     this.release();
   }
 
@@ -375,24 +403,76 @@ export class HttpProxy implements ClientHandler {
   };
 
   /**
-   * Every tenth of the shorter timeout (at least every 25 ms, at most every second): connections
+   * Every tenth of the shortest timeout (at least every 25 ms, at most every second): connections
    * idle past the keep-alive timeout are closed, those whose request headers (or first
-   * request, on a new connection) are not in within the headers timeout get a 408, and the other
-   * idle ones give their parser back.
+   * request, on a new connection) are not in within the headers timeout get a 408, the other
+   * idle ones give their parser back, and the transfers of the busy ones are watched
+   * (watchTransfer).
    */
   private startSweep(): void {
-    const { keepAliveTimeout, headersTimeout } = this.timeouts;
-    const every = Math.max(25, Math.min(1000, Math.floor(Math.min(keepAliveTimeout, headersTimeout) / 10)));
+    const { keepAliveTimeout, headersTimeout, clientTimeout, serverTimeout } = this.timeouts;
+    const shortest = Math.min(keepAliveTimeout, headersTimeout, clientTimeout, serverTimeout);
+    const every = Math.max(25, Math.min(1000, Math.floor(shortest / 10)));
     this.sweep = setInterval(() => {
       const now = performance.now();
       const { keepAliveTimeout: idleMax, headersTimeout: headersMax } = this.timeouts;
       for (const conn of this.connections) {
-        if (conn.idle && conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
-        else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
-        else if (conn.idle && conn.idleSince >= 0) conn.shelveParser();
+        if (conn.idle) {
+          if (conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
+          else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
+          else if (conn.idleSince >= 0) conn.shelveParser();
+        } else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
+        else this.watchTransfer(conn, now);
       }
     }, every);
     this.sweep.unref();
+  }
+
+  /**
+   * The client and server timeouts of a transfer under way on `conn`, checked by the sweep rather
+   * than by a timer restarted for every chunk: when no byte moved on either side for the timeout
+   * of the side the request waits on (waitingOn), that side is timed out. A client: 408 for a body
+   * that stopped coming, else the connection closed, and its server is not blamed. A server: 504
+   * before the answer, the client's connection cut during it; its passive health hears of it.
+   */
+  private watchTransfer(conn: ClientConnection, now: number): void {
+    const side = waitingOn(conn);
+    if (side === undefined) {
+      conn.unwatch();
+      return;
+    }
+    const client = conn.socket;
+    const owner = conn.request?.owner;
+    const ex = owner instanceof Exchange ? owner : undefined;
+    const upstream = ex?.conn?.socket;
+    const stalled = conn.stalledFor(
+      now,
+      client.bytesRead,
+      unsent(client),
+      upstream?.bytesRead ?? 0,
+      upstream === undefined ? 0 : unsent(upstream),
+    );
+    const { clientTimeout, serverTimeout } = ex?.timeouts ?? this.timeouts;
+    if (side === 'client') {
+      if (stalled < clientTimeout) return;
+      conn.unwatch();
+      const req = conn.request;
+      const what =
+        req === undefined
+          ? 'took none of the answers written to it'
+          : req.awaitDrain || req.headersSent
+            ? `took no more of the answer to ${req.method} ${req.url}`
+            : `sent no more of the body of ${req.method} ${req.url}`;
+      this.log.info(
+        `frontend ${this.frontend.name}: client ${client.remoteAddress ?? '?'} ${what} for ${Math.round(stalled)}ms ` +
+          '(clientTimeout): connection closed',
+      );
+      conn.clientTimedOut();
+    } else if (stalled >= serverTimeout) {
+      conn.unwatch();
+      // waitingOn() says 'server' only for a request of an exchange.
+      onServerTimeout(ex!);
+    }
   }
 
   /** Closes the connections that have no request under way. */
@@ -592,8 +672,14 @@ export class HttpProxy implements ClientHandler {
     const where = `backend ${server.backend}: server ${server.name}`;
     const backend = this.backend;
     if (ex.responded) {
-      backend.passive.error(server, 'connection closed mid-response');
-      this.log.warn(`${where} closed the connection mid-response`);
+      if (ex.timedOut === 'server') {
+        const why = `no data for ${ex.timeouts.serverTimeout}ms mid-response`;
+        backend.passive.error(server, why);
+        this.log.warn(`${where}: ${why} (serverTimeout): the response to the client is cut`);
+      } else {
+        backend.passive.error(server, 'connection closed mid-response');
+        this.log.warn(`${where} closed the connection mid-response`);
+      }
       ex.req.destroy();
       return;
     }
@@ -601,7 +687,9 @@ export class HttpProxy implements ClientHandler {
       ex.timedOut === 'connect'
         ? `no connection within ${this.timeouts.connectTimeout}ms`
         : ex.timedOut === 'server'
-          ? `no response within ${this.timeouts.serverTimeout}ms`
+          ? ex.requestDone
+            ? `no response within ${ex.timeouts.serverTimeout}ms`
+            : `took no more of the request body for ${ex.timeouts.serverTimeout}ms`
           : describeError(err);
     backend.passive.error(server, why);
     if (
@@ -671,7 +759,12 @@ export class HttpProxy implements ClientHandler {
 function connected(ex: Exchange): void {
   ex.connected = true;
   clearTimeout(ex.timer);
-  ex.timer = setTimeout(onServerTimeout, ex.proxy.timeouts.serverTimeout, ex);
+  ex.timer = undefined;
+  // The answer is awaited once the request is all sent; a body comes from the client first (the
+  // sweep watches it), unless the client waits for the server's 100 Continue.
+  if (!ex.hasBody || ex.req.awaitingContinue) {
+    ex.timer = setTimeout(onServerTimeout, ex.timeouts.serverTimeout, ex);
+  }
   // The body is read from the client only now: until the connection exists, a retry stays safe.
   if (ex.hasBody) ex.req.readBody();
 }
@@ -718,4 +811,30 @@ function timeoutError(message: string): NodeJS.ErrnoException {
   const err = new Error(message) as NodeJS.ErrnoException;
   err.code = 'ETIMEDOUT';
   return err;
+}
+
+/**
+ * Who the request under way on `conn` waits on, for watchTransfer: 'client' for the rest of its
+ * body (also one answered already, whose rest is dropped), or to take what was written to it (the
+ * answer, or earlier answers when pipelined requests wait); 'server' to take more of the body, or for the next bytes of its answer; undefined when
+ * nothing is under way or a timer of its own covers the wait (queue, connect, the server's answer
+ * head or 100 Continue).
+ */
+function waitingOn(conn: ClientConnection): 'client' | 'server' | undefined {
+  const req = conn.request;
+  if (req === undefined) return conn.waitingForDrain ? 'client' : undefined;
+  // Taking what was written to it; or, answered already, sending the rest of a body that is dropped.
+  if (req.awaitDrain || (req.finished && !req.complete)) return 'client';
+  const ex = req.owner;
+  if (!(ex instanceof Exchange) || ex.done || ex.waiting || !ex.connected || ex.conn === undefined)
+    return undefined;
+  if (ex.responded) return ex.complete ? undefined : 'server';
+  if (ex.requestDone || req.awaitingContinue) return undefined;
+  return ex.conn.socket.writableNeedDrain ? 'server' : 'client';
+}
+
+/** Bytes written to `socket` and not yet taken by the kernel (in its stream, or queued in libuv). */
+function unsent(socket: Socket): number {
+  const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle;
+  return socket.writableLength + (handle?.writeQueueSize ?? 0);
 }
