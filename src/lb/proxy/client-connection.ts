@@ -404,33 +404,6 @@ export class ClientConnection {
     return this.waitingDrain;
   }
 
-  /** What the sweep last saw move (see `stalledFor`), and since when (-1: not watched). */
-  private readonly seen = [0, 0, 0, 0];
-  private stallSince = -1;
-
-  /**
-   * For the sweep's client and server timeouts: how long (ms) none of `a`–`d` (byte counts of
-   * both sides) has changed since an earlier call saw them; 0 when they just did, or on the first
-   * call after unwatch().
-   */
-  stalledFor(now: number, a: number, b: number, c: number, d: number): number {
-    const seen = this.seen;
-    if (this.stallSince < 0 || seen[0] !== a || seen[1] !== b || seen[2] !== c || seen[3] !== d) {
-      seen[0] = a;
-      seen[1] = b;
-      seen[2] = c;
-      seen[3] = d;
-      this.stallSince = now;
-      return 0;
-    }
-    return now - this.stallSince;
-  }
-
-  /** Nothing to watch now: the next stalledFor() starts afresh. */
-  unwatch(): void {
-    this.stallSince = -1;
-  }
-
   /**
    * The client kept a request waiting past the client timeout: a request body that stopped
    * coming gets a 408 (when no answer has started); otherwise (an answer, or pipelined ones, it

@@ -438,14 +438,15 @@ export class HttpProxy implements ClientHandler {
   private watchTransfer(conn: ClientConnection, now: number): void {
     const side = waitingOn(conn);
     if (side === undefined) {
-      conn.unwatch();
+      watched.delete(conn);
       return;
     }
     const client = conn.socket;
     const owner = conn.request?.owner;
     const ex = owner instanceof Exchange ? owner : undefined;
     const upstream = ex?.conn?.socket;
-    const stalled = conn.stalledFor(
+    const stalled = stalledFor(
+      conn,
       now,
       client.bytesRead,
       unsent(client),
@@ -455,7 +456,7 @@ export class HttpProxy implements ClientHandler {
     const { clientTimeout, serverTimeout } = ex?.timeouts ?? this.timeouts;
     if (side === 'client') {
       if (stalled < clientTimeout) return;
-      conn.unwatch();
+      watched.delete(conn);
       const req = conn.request;
       const what =
         req === undefined
@@ -469,7 +470,7 @@ export class HttpProxy implements ClientHandler {
       );
       conn.clientTimedOut();
     } else if (stalled >= serverTimeout) {
-      conn.unwatch();
+      watched.delete(conn);
       // waitingOn() says 'server' only for a request of an exchange.
       onServerTimeout(ex!);
     }
@@ -831,6 +832,29 @@ function waitingOn(conn: ClientConnection): 'client' | 'server' | undefined {
   if (ex.responded) return ex.complete ? undefined : 'server';
   if (ex.requestDone || req.awaitingContinue) return undefined;
   return ex.conn.socket.writableNeedDrain ? 'server' : 'client';
+}
+
+/**
+ * What the sweep last saw of a watched connection (its byte counts, see stalledFor), and since
+ * when; kept beside the connection, so that an idle one holds nothing for it.
+ */
+interface Watch {
+  readonly seen: readonly [number, number, number, number];
+  readonly since: number;
+}
+const watched = new WeakMap<ClientConnection, Watch>();
+
+/**
+ * How long (ms) none of `a`–`d` (the byte counts of both sides of `conn`) has changed since the
+ * sweep last saw them; 0 when they just did, or when `conn` was not watched.
+ */
+function stalledFor(conn: ClientConnection, now: number, a: number, b: number, c: number, d: number): number {
+  const w = watched.get(conn);
+  if (w === undefined || w.seen[0] !== a || w.seen[1] !== b || w.seen[2] !== c || w.seen[3] !== d) {
+    watched.set(conn, { seen: [a, b, c, d], since: now });
+    return 0;
+  }
+  return now - w.since;
 }
 
 /** Bytes written to `socket` and not yet taken by the kernel (in its stream, or queued in libuv). */
