@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { execFile, execFileSync } from 'node:child_process';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
-import { waitFor } from '../helpers/index.js';
+import { skipUnless, waitFor } from '../helpers/index.js';
 import { startBackend, startLb } from './fixtures.js';
 import { configWith, RawClient, serveForTest, startHoldingBackend } from './protocol-fixtures.js';
 
@@ -25,8 +26,11 @@ async function startBigBackend(
       res.end('ok');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
-    let left = size;
+    // `/big/<n>`: n bytes instead.
+    const n = /^\/big\/(\d+)$/.exec(req.url ?? '')?.[1];
+    const length = n === undefined ? size : Number(n);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(length) });
+    let left = length;
     const pump = (): void => {
       while (left > 0) {
         const n = Math.min(left, chunk.length);
@@ -156,6 +160,114 @@ test('clientTimeout: a slow client that keeps taking its answer is not cut', asy
   await Promise.race([closed, sleep(t, 10_000)]);
   assert.ok(received > size, `received ${received} bytes`);
   assert.equal(big.cutAt, undefined);
+  assert.equal(big.finished, 1);
+});
+
+/**
+ * A network namespace of the test's own, linked to this host by a veth pair whose host side sends
+ * at `rate` (tc tbf): a client there is on a slow link. Removed after the test. A string says why
+ * this machine cannot (it needs root, `ip` and `tc`).
+ */
+function slowLink(t: TestContext, rate: string): { ns: string; hostIp: string } | string {
+  if (process.getuid?.() !== 0) return 'root (for a network namespace)';
+  for (const tool of ['ip', 'tc']) {
+    try {
+      execFileSync(tool, ['-V'], { stdio: 'ignore' });
+    } catch {
+      return `the ${tool} command (iproute2)`;
+    }
+  }
+  const id = process.pid % 100_000;
+  const ns = `tandem-t${id}`;
+  const octet = id % 250;
+  const hostIp = `10.213.${octet}.1`;
+  const run = (...args: string[]): void => {
+    execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+  };
+  run('ip', 'netns', 'add', ns);
+  t.after(() => run('ip', 'netns', 'del', ns));
+  run('ip', 'link', 'add', `tdm${id}a`, 'type', 'veth', 'peer', 'name', `tdm${id}b`);
+  run('ip', 'link', 'set', `tdm${id}b`, 'netns', ns);
+  run('ip', 'addr', 'add', `${hostIp}/30`, 'dev', `tdm${id}a`);
+  run('ip', 'link', 'set', `tdm${id}a`, 'up');
+  run('ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `10.213.${octet}.2/30`, 'dev', `tdm${id}b`);
+  run('ip', 'netns', 'exec', ns, 'ip', 'link', 'set', `tdm${id}b`, 'up');
+  run(
+    'tc',
+    'qdisc',
+    'add',
+    'dev',
+    `tdm${id}a`,
+    'root',
+    'tbf',
+    'rate',
+    rate,
+    'burst',
+    '32kbit',
+    'latency',
+    '20ms',
+  );
+  return { ns, hostIp };
+}
+
+/** GETs `path` from host:port and prints the body bytes received (the whole body, or until the connection closes). */
+const COUNTING_CLIENT = `
+const [host, port, path, size] = process.argv.slice(1);
+const socket = require('node:net').connect(Number(port), host);
+socket.write('GET ' + path + ' HTTP/1.1\\r\\nHost: slow.test\\r\\n\\r\\n');
+let head = Buffer.alloc(0);
+let body = -1;
+const done = () => { console.log(String(Math.max(body, 0))); process.exit(0); };
+socket.on('data', (d) => {
+  if (body < 0) {
+    head = Buffer.concat([head, d]);
+    const end = head.indexOf('\\r\\n\\r\\n');
+    if (end < 0) return;
+    body = head.length - end - 4;
+  } else body += d.length;
+  if (body >= Number(size)) done();
+});
+socket.on('close', done);
+socket.on('error', () => undefined);
+setTimeout(done, 20000);
+`;
+
+test('keepAliveTimeout counts from when the last answer is all out: a client on a slow link gets the end of it', async (t) => {
+  const link = slowLink(t, '8mbit');
+  if (skipUnless(t, typeof link === 'string' ? link : undefined)) return;
+  const { ns, hostIp } = link as { ns: string; hostIp: string };
+  const big = await startBigBackend(t, 0);
+  const lb = await startLb(
+    t,
+    await configWith(
+      { servers: [{ name: 'web-01', port: big.port }], keepAliveTimeout: 30 },
+      { lb: { clientTimeout: '5s' }, frontend: { host: hostIp } },
+    ),
+  );
+  // 3 MiB at 8 Mbit/s: about 3 s. The proxy reads the end of the answer from its server while
+  // the kernel still holds some of it for the client: that end waits in the proxy, at this pace
+  // longer than the keep-alive timeout, and must still go out whole.
+  const size = 3 * MiB;
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        '-e',
+        COUNTING_CLIENT,
+        hostIp,
+        String(lb.port),
+        `/big/${size}`,
+        String(size),
+      ],
+      { timeout: 30_000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+  assert.equal(Number(out.trim()), size, 'body bytes received');
   assert.equal(big.finished, 1);
 });
 

@@ -418,7 +418,12 @@ export class HttpProxy implements ClientHandler {
       const { keepAliveTimeout: idleMax, headersTimeout: headersMax } = this.timeouts;
       for (const conn of this.connections) {
         if (conn.idle) {
-          if (conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
+          if (unsent(conn.socket) > 0) {
+            // The end of the last answer is still going out: the client timeout applies, and
+            // the keep-alive time counts from when it is all out (closing would lose it).
+            if (conn.idleSince >= 0) conn.idleSince = now;
+            this.watchTransfer(conn, now);
+          } else if (conn.idleSince >= 0 && now - conn.idleSince >= idleMax) conn.socket.destroy();
           else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
           else if (conn.idleSince >= 0) conn.shelveParser();
         } else if (conn.headersLate(headersMax, now)) conn.headersTimedOut();
@@ -460,7 +465,9 @@ export class HttpProxy implements ClientHandler {
       const req = conn.request;
       const what =
         req === undefined
-          ? 'took none of the answers written to it'
+          ? conn.waitingForDrain
+            ? 'took none of the answers written to it'
+            : 'took no more of the last answer written to it'
           : req.awaitDrain || req.headersSent
             ? `took no more of the answer to ${req.method} ${req.url}`
             : `sent no more of the body of ${req.method} ${req.url}`;
@@ -817,13 +824,13 @@ function timeoutError(message: string): NodeJS.ErrnoException {
 /**
  * Who the request under way on `conn` waits on, for watchTransfer: 'client' for the rest of its
  * body (also one answered already, whose rest is dropped), or to take what was written to it (the
- * answer, or earlier answers when pipelined requests wait); 'server' to take more of the body, or for the next bytes of its answer; undefined when
+ * answer, earlier answers when pipelined requests wait, or the end of the last one); 'server' to take more of the body, or for the next bytes of its answer; undefined when
  * nothing is under way or a timer of its own covers the wait (queue, connect, the server's answer
  * head or 100 Continue).
  */
 function waitingOn(conn: ClientConnection): 'client' | 'server' | undefined {
   const req = conn.request;
-  if (req === undefined) return conn.waitingForDrain ? 'client' : undefined;
+  if (req === undefined) return conn.waitingForDrain || unsent(conn.socket) > 0 ? 'client' : undefined;
   // Taking what was written to it; or, answered already, sending the rest of a body that is dropped.
   if (req.awaitDrain || (req.finished && !req.complete)) return 'client';
   const ex = req.owner;
