@@ -822,11 +822,13 @@ function timeoutError(message: string): NodeJS.ErrnoException {
 }
 
 /**
- * Who the request under way on `conn` waits on, for watchTransfer: 'client' for the rest of its
- * body (also one answered already, whose rest is dropped), or to take what was written to it (the
- * answer, earlier answers when pipelined requests wait, or the end of the last one); 'server' to take more of the body, or for the next bytes of its answer; undefined when
- * nothing is under way or a timer of its own covers the wait (queue, connect, the server's answer
- * head or 100 Continue).
+ * Who the request under way on `conn` waits on, for watchTransfer:
+ * - 'client': for the rest of its body (also one answered already, whose rest is dropped), or to
+ *   take what was written to it (the answer, earlier answers when pipelined requests wait, or
+ *   the end of the last one);
+ * - 'server': to take more of the body, or for the next bytes of its answer;
+ * - undefined: nothing is under way, or a timer of its own covers the wait (queue, connect, the
+ *   server's answer head or 100 Continue).
  */
 function waitingOn(conn: ClientConnection): 'client' | 'server' | undefined {
   const req = conn.request;
