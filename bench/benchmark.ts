@@ -17,7 +17,7 @@ import { describeMachine, machineLine } from './machine.js';
 import { HOST, httpGet } from './net.js';
 import type { BenchOptions } from './options.js';
 import { cpuSeconds, peakRssBytes, processTree, resetPeakRss } from './proc-stats.js';
-import { addRatios, checkTargets, summarizeRuns } from './report/summary.js';
+import { addRatios, checkTargets, pairedReference, summarizeRuns } from './report/summary.js';
 import type { BenchResults, ContenderResult, PointResult, RunResult } from './results.js';
 
 /** A request with no answer within this many seconds counts as a timeout error. */
@@ -183,9 +183,11 @@ interface Live {
 /**
  * Starts every contender, checks each case's answer through each, then measures point by point
  * (answer × concurrency) with the contenders' runs interleaved: round 1 runs each contender once,
- * round 2 again (starting one further down the list), and so on. A slow spell of the machine (a
- * noisy neighbour, a busy disk) then lands on every contender of the point rather than on the one
- * measured at that moment, so the ratios to HAProxy compare like with like. Contenders wait idle
+ * round 2 again (starting one further down the list), and so on, each Tandem contender right
+ * before or after its HAProxy reference (roundOrder). A slow spell of the machine (a noisy
+ * neighbour, a busy disk) then lands on every contender of the point rather than on the one
+ * measured at that moment, and a round's ratio to HAProxy compares runs seconds apart (the
+ * ratios are the median over the rounds: summary.ts). Contenders wait idle
  * while another is measured. Calls `onFailed` for a contender that does not start, answers
  * wrongly or dies; its points measured before that are kept.
  */
@@ -262,10 +264,35 @@ async function workerSplitHalfway(
   return running.workerConnections();
 }
 
-/** The order of the contenders in round `round`: the list rotated by `round` places. */
-export function roundOrder<T>(items: readonly T[], round: number): T[] {
-  const k = items.length === 0 ? 0 : round % items.length;
-  return [...items.slice(k), ...items.slice(0, k)];
+/**
+ * The order of the contenders in round `round`. An item and its partner (`partnerOf`: a Tandem
+ * contender and the HAProxy it is judged against) are measured back to back, the partner first in
+ * even rounds and second in odd ones, so that the ratio of a round compares two runs a few seconds
+ * apart; every other item stands alone. These groups, in the list's order (a pair where its first
+ * item is), are rotated by `round` places.
+ */
+export function roundOrder<T>(
+  items: readonly T[],
+  round: number,
+  partnerOf: (item: T) => T | undefined = () => undefined,
+): T[] {
+  const pairOf = new Map<T, [T, T]>();
+  for (const item of items) {
+    const partner = partnerOf(item);
+    if (partner === undefined || partner === item || !items.includes(partner)) continue;
+    if (pairOf.has(item) || pairOf.has(partner)) continue;
+    const pair: [T, T] = round % 2 === 0 ? [partner, item] : [item, partner];
+    pairOf.set(item, pair);
+    pairOf.set(partner, pair);
+  }
+  const groups: T[][] = [];
+  for (const item of items) {
+    const pair = pairOf.get(item);
+    if (pair === undefined) groups.push([item]);
+    else if (!groups.includes(pair)) groups.push(pair);
+  }
+  const k = groups.length === 0 ? 0 : round % groups.length;
+  return [...groups.slice(k), ...groups.slice(0, k)].flat();
 }
 
 /**
@@ -292,6 +319,11 @@ async function measurePoint(
     for (const i of roundOrder(
       live.map((_, i) => i),
       round,
+      (i) => {
+        const ref = pairedReference(live[i]!.c);
+        const at = live.findIndex((l) => l.c.id === ref);
+        return at === -1 ? undefined : at;
+      },
     )) {
       const l = live[i]!;
       if (l.failed !== undefined || errors[i] !== undefined) continue;

@@ -35,9 +35,15 @@ export interface PointResult {
   cpuPercent?: number;
   /** Peak resident memory of the proxy's processes during the measured runs, in MiB. */
   peakRssMiB?: number;
-  /** rps ÷ the HAProxy reference's rps at the same point (see `reference`). */
+  /**
+   * rps ÷ the HAProxy reference's rps at the same point (see `reference`): the median over the
+   * rounds of each round's ratio where both ran once per round (results of runs before
+   * 2026-12-05 10:30: the ratio of the medians), else the ratio of the medians.
+   */
   ratio?: number;
-  /** p99 ÷ the HAProxy reference's p99 at the same point. */
+  /** The ratio of the median rps to the reference's (absent in results of older runs: `ratio` was it). */
+  medianRatio?: number;
+  /** p99 ÷ the HAProxy reference's p99 at the same point, by round as `ratio`. */
   p99Ratio?: number;
   /** The contender the ratios compare with: haproxy-http or haproxy-tcp. */
   reference?: string;

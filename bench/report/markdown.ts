@@ -14,7 +14,8 @@ import {
 export const COLUMNS_NOTE =
   '`req/s`: the median of the measured runs; `runs min–max`: the slowest and the fastest of them (on a ' +
   'shared machine a gap within that spread is noise). ' +
-  '`× HAProxy`: requests/s ÷ HAProxy `mode http`’s at the same point (TCP contenders: ÷ HAProxy `mode tcp`’s). ' +
+  '`× HAProxy`: requests/s ÷ HAProxy `mode http`’s at the same point (TCP contenders: ÷ HAProxy `mode tcp`’s), ' +
+  'round by round, the median of the rounds’ ratios (Tandem runs right beside its HAProxy in every round). ' +
   'Latencies are the medians over the runs of each run’s percentile. `proxy CPU`: user + system CPU time of ' +
   'the proxy’s processes per run, as a share of one core (200 % = two cores). `peak RSS`: peak resident ' +
   'memory of the proxy’s processes during the measured runs (summed over its processes).';

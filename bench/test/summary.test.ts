@@ -93,21 +93,39 @@ test("targets: each of the issue's targets is judged, and a missing figure is 'n
   assert.match(checks.find((c) => c.target.startsWith('small, c=64: Tandem L4'))!.measured, /^0\.75 ×/);
 });
 
-test('throughput targets: judged on the medians, with the ratio of each round beside them', () => {
-  // Round by round (the runs of a round ran back to back): 0.80, 0.60, 0.90; medians 8,000 / 10,000.
+test("ratios and targets: the median of the rounds' ratios, with the ratio of the medians beside it", () => {
+  // Round by round (a Tandem run right beside its HAProxy's): 0.80, 0.55, 0.90 → 0.80; but the
+  // medians come from different rounds: 8,000 / 10,500 = 0.76.
   const ps = [
-    summarizeRuns('haproxy-http', 'small', 64, [run(10_000, 2), run(10_000, 2), run(10_000, 2)]),
-    summarizeRuns('tandem-l7', 'small', 64, [run(8_000, 2), run(6_000, 2), run(9_000, 2)]),
+    summarizeRuns('haproxy-http', 'small', 64, [run(10_000, 2), run(11_000, 4), run(10_500, 2)]),
+    summarizeRuns('tandem-l7', 'small', 64, [run(8_000, 3), run(6_000, 4), run(9_450, 4)]),
     summarizeRuns('haproxy-tcp', 'small', 64, [run(20_000, 1), run(20_000, 1)]),
-    // A contender with fewer runs than its reference (it died): no per-round figures.
+    // A contender with fewer runs than its reference (it died): judged on the medians.
     summarizeRuns('tandem-l4', 'small', 64, [run(19_000, 1)]),
   ];
+  addRatios(ps, contenders);
+  const l7p = ps.find((p) => p.contender === 'tandem-l7')!;
+  assert.equal(l7p.ratio, 0.8);
+  assert.ok(Math.abs(l7p.medianRatio! - 8_000 / 10_500) < 1e-9);
+  // p99 by round: 1.5, 1, 2 → 1.5 (the medians: 4 / 2 = 2).
+  assert.equal(l7p.p99Ratio, 1.5);
+  assert.equal(ps.find((p) => p.contender === 'tandem-l4')!.ratio, 0.95);
   const checks = checkTargets(ps, ['small'], []);
   const l7 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L7 throughput'))!;
-  assert.equal(l7.measured, '0.80 × (8,000 vs 10,000 req/s; by round 0.80/0.60/0.90)');
+  assert.equal(
+    l7.measured,
+    '0.80 × (median of the rounds 0.80/0.55/0.90; medians 8,000 vs 10,500 req/s: 0.76 ×)',
+  );
   assert.equal(l7.met, true);
+  const p99 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L7 p99'))!;
+  assert.equal(
+    p99.measured,
+    '1.50 × (median of the rounds 1.50/1.00/2.00; medians 4.00 ms vs 2.00 ms: 2.00 ×)',
+  );
+  assert.equal(p99.met, true);
   const l4 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L4 throughput'))!;
   assert.equal(l4.measured, '0.95 × (19,000 vs 20,000 req/s)');
+  assert.equal(l4.met, true);
 });
 
 test('idle target: judged on the memory with shared pages counted once where it is known, else on the RSS sum', () => {
