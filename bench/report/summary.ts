@@ -45,14 +45,14 @@ export function pairedReference(c: { id: string; layer: ContenderResult['layer']
 }
 
 /** Tandem's contenders: the ones the issue's targets judge. */
-export const TANDEM_CONTENDERS: readonly string[] = ['tandem-l7', 'tandem-l4'];
+const TANDEM_CONTENDERS: readonly string[] = ['tandem-l7', 'tandem-l4'];
 
 /**
  * `a`'s figure over `b`'s in each round: the runs of a round with the same index (each round ran
  * every contender once, a Tandem contender right beside its reference). Undefined unless both
  * have one run per round.
  */
-export function roundRatios(
+function roundRatios(
   a: PointResult,
   b: PointResult,
   figure: (run: RunResult) => number,
