@@ -8,7 +8,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type HttpParser, responseParser } from '../../src/lb/proxy/http-parser.js';
-import { MAX_SIMPLE_HEAD, simpleResponseHead } from '../../src/lb/proxy/response-head.js';
+import { clientResponseHeaders } from '../../src/lb/proxy/headers.js';
+import {
+  MAX_SIMPLE_HEAD,
+  passedHead,
+  scanResponseHead,
+  simpleResponseHead,
+} from '../../src/lb/proxy/response-head.js';
 import { seededRandom } from '../helpers/index.js';
 
 interface LlhttpHead {
@@ -114,6 +120,13 @@ const LINES = [
   'X-No-Colon',
   ': no name',
   'Keep-Alive: timeout=9',
+  'TE: trailers',
+  'Trailer: X-Sum',
+  'X-Request-Id: from-the-server',
+  'x-request-ID:abc',
+  'X-Tight:no-space',
+  'X-Wide:  \t two',
+  'Date: Sat, 05 Dec 2026 12:00:00 GMT',
 ];
 
 function mutate(base: string, rnd: () => number): Buffer {
@@ -185,4 +198,65 @@ test('what follows the head is the body: the head length and the body length are
   assert.equal(head.end, 38);
   assert.equal(head.length, 5);
   assert.equal(head.keepAlive, true);
+});
+
+const REQUEST_ID = { name: 'X-Request-Id', lower: 'x-request-id' };
+
+/**
+ * The head the proxy sends on for `buf` when its strings are made (FrontRequest#writeHead's part
+ * of it: the status line and the fields clientResponseHeaders keeps), then `tail`.
+ */
+function rebuilt(buf: Buffer, withId: boolean, tail: string): string | undefined {
+  const head = simpleResponseHead(buf);
+  if (head === undefined) return undefined;
+  const fields = clientResponseHeaders(
+    head.headers,
+    false,
+    withId ? REQUEST_ID : undefined,
+    withId ? 'the-id' : undefined,
+  );
+  let text = `HTTP/1.1 ${head.status} ${head.message}\r\n`;
+  for (let i = 0; i < fields.length; i += 2) text += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  return text + tail;
+}
+
+test('a head passed on as bytes is the head rebuilt from its strings, byte for byte', () => {
+  const rnd = seededRandom(20261205);
+  const tail = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n';
+  let compared = 0;
+  const N = 20_000;
+  for (let k = 0; k < N; k++) {
+    const buf = k < VALID.length ? Buffer.from(VALID[k]!, 'latin1') : mutate(VALID[k % VALID.length]!, rnd);
+    const withId = k % 2 === 0;
+    const expected = rebuilt(buf, withId, tail);
+    const head = scanResponseHead(buf);
+    if (head === undefined) {
+      assert.equal(expected, undefined);
+      continue;
+    }
+    const passed = passedHead(
+      buf,
+      head,
+      withId ? 'x-request-id' : undefined,
+      withId ? `X-Request-Id: the-id\r\n${tail}` : tail,
+    );
+    assert.equal(passed.toString('latin1'), expected, JSON.stringify(buf.toString('latin1')));
+    compared++;
+  }
+  assert.ok(compared > N / 10, `only ${compared} of ${N} heads were passed on as bytes`);
+});
+
+test("passing a head on drops its hop-by-hop fields and the server's request id, and says HTTP/1.1", () => {
+  const buf = Buffer.from(
+    'HTTP/1.0 200 Fine\r\nConnection: keep-alive\r\nX-A:1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n' +
+      'Trailer: X-Sum\r\nx-request-id: theirs\r\nContent-Length: 2\r\nX-B: \t2\r\n\r\nok',
+    'latin1',
+  );
+  const head = scanResponseHead(buf);
+  assert.ok(head !== undefined);
+  assert.equal(head.hasDate, false);
+  assert.equal(
+    passedHead(buf, head, 'x-request-id', 'X-Request-Id: ours\r\n\r\n').toString('latin1'),
+    'HTTP/1.1 200 Fine\r\nX-A: 1\r\nContent-Length: 2\r\nX-B: 2\r\nX-Request-Id: ours\r\n\r\n',
+  );
 });

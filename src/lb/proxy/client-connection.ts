@@ -32,6 +32,7 @@ import {
 import { writeOut } from './direct-relay.js';
 import { readsIntoUserBuffer } from './injected.js';
 import { canTakeMore, READ_BUFFER } from './read-buffer.js';
+import { passedHead, type ScannedResponseHead } from './response-head.js';
 
 /** The parts of a request the proxy reads (the same names as node:http's IncomingMessage). */
 export interface RequestHead {
@@ -80,11 +81,12 @@ const MERGE_LIMIT = 2048;
 /** Node's Buffer#latin1Write (what write(s, 'latin1') calls, without its argument checks). */
 type Latin1Writer = Buffer & { latin1Write(s: string, offset: number, length: number): number };
 
-/** `head` (latin1: one byte per character) followed by `body`, in one new buffer. */
-function withHead(head: string, body: Buffer): Buffer {
+/** `head` (a string in latin1, one byte per character, or bytes) followed by `body`, in one new buffer. */
+function withHead(head: string | Buffer, body: Buffer): Buffer {
   const n = head.length;
   const out = Buffer.allocUnsafe(n + body.length) as Latin1Writer;
-  out.latin1Write(head, 0, n);
+  if (typeof head === 'string') out.latin1Write(head, 0, n);
+  else out.set(head, 0);
   out.set(body, n);
   return out;
 }
@@ -122,7 +124,7 @@ export class FrontRequest implements RequestHead {
   /** The owner reads the body (readBody()). */
   private reading = false;
   /** The response head, written with the first body bytes. */
-  private pendingHead: string | undefined = undefined;
+  private pendingHead: string | Buffer | undefined = undefined;
   /** The response body goes chunk-encoded. */
   private chunked = false;
   /** The response has no body (HEAD, 1xx, 204, 304): writes are dropped. */
@@ -253,16 +255,44 @@ export class FrontRequest implements RequestHead {
         close = true;
       }
     }
+    this.pendingHead = head + this.headEnd(hasDate, hasConnection, close);
+  }
+
+  /**
+   * writeHead for a head that scanResponseHead read at the start of `buf` (a Content-Length, no
+   * Connection field sent on): its bytes go on as they came, less hop-by-hop fields and those
+   * named `dropName` (lower case), with `fields` (CRLF-ended lines) after them, then Date,
+   * Connection and Keep-Alive as writeHead adds them. The same bytes as writeHead gives for the
+   * same head, without a string of it.
+   */
+  writeScannedHead(
+    buf: Buffer,
+    head: ScannedResponseHead,
+    dropName: string | undefined,
+    fields: string,
+  ): void {
+    if (this.headersSent) throw new Error('the response head was already sent');
+    this.headersSent = true;
+    this.noBody = this.method === 'HEAD';
+    this.pendingHead = passedHead(buf, head, dropName, fields + this.headEnd(head.hasDate, false, false));
+  }
+
+  /**
+   * The end of a response head: Date when the server sent none, Connection (and Keep-Alive) when
+   * the head has none, then the empty line. Sets closeAfter: `close`, or the client or the
+   * frontend is done with the connection.
+   */
+  private headEnd(hasDate: boolean, hasConnection: boolean, close: boolean): string {
     const conn = this.conn;
     if (!this.keepAlive || conn.handler.closing || this.awaitingContinue) close = true;
     this.closeAfter = close;
-    if (!hasDate) head += `Date: ${httpDate()}\r\n`;
+    let end = hasDate ? '' : `Date: ${httpDate()}\r\n`;
     if (!hasConnection) {
-      head += close
+      end += close
         ? 'Connection: close\r\n'
         : `Connection: keep-alive\r\nKeep-Alive: timeout=${conn.handler.keepAliveSeconds}\r\n`;
     }
-    this.pendingHead = `${head}\r\n`;
+    return `${end}\r\n`;
   }
 
   /** A chunk of the response body; false when the client is slow (the owner hears clientDrain). */
@@ -302,7 +332,11 @@ export class FrontRequest implements RequestHead {
     const tail = this.chunked && !this.noBody ? LAST_CHUNK : '';
     if (head !== undefined) {
       this.pendingHead = undefined;
-      socket.write(head + tail, 'latin1');
+      if (typeof head === 'string') socket.write(head + tail, 'latin1');
+      else {
+        socket.write(head);
+        if (tail !== '') socket.write(tail, 'latin1');
+      }
     } else if (tail !== '') {
       socket.write(tail, 'latin1');
     }

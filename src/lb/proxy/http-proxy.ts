@@ -28,6 +28,7 @@ import { requestIdFor } from './request-id.js';
 import { UpgradeHandler } from './upgrade.js';
 import type { StickyCookie } from './sticky.js';
 import { mayRetry } from './retry-policy.js';
+import { responseFields, type ScannedResponseHead } from './response-head.js';
 import type { ConnectionUser, UpstreamConnection } from './upstream-connection.js';
 
 /** Timeouts of one frontend, in milliseconds (from the load balancer's config). */
@@ -139,25 +140,64 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
 
   /** ConnectionUser: the response's head, relayed to the client. */
   upstreamHead(conn: UpstreamConnection, status: number, message: string, rawHeaders: string[]): boolean {
-    if (conn !== this.conn) return true;
+    if (!this.headIn(conn, status)) return true;
+    this.relayHead(status, message, rawHeaders);
+    return this.req.method === 'HEAD';
+  }
+
+  /**
+   * ConnectionUser: a response head read without llhttp: its bytes go on to the client as they
+   * came (less hop-by-hop fields, the request id set), unless sticky sessions add a cookie to it or
+   * the frontend is closing, which take its fields as strings.
+   */
+  upstreamScannedHead(conn: UpstreamConnection, buf: Buffer, head: ScannedResponseHead): boolean {
+    if (!this.headIn(conn, head.status)) return true;
+    const proxy = this.proxy;
+    if (this.sticky === undefined && !proxy.closing) {
+      const id = proxy.options.requestIdHeader;
+      const requestId = this.requestId;
+      if (id === undefined || requestId === undefined) this.req.writeScannedHead(buf, head, undefined, '');
+      else this.req.writeScannedHead(buf, head, id.lower, `${id.name}: ${requestId}\r\n`);
+      this.responded = true;
+    } else {
+      const fields = responseFields(buf, head);
+      this.relayHead(head.status, fields.message, fields.headers);
+    }
+    return this.req.method === 'HEAD';
+  }
+
+  /**
+   * A response head came on the current attempt: counted, and its timer stopped. False when it is
+   * not to be relayed (not the current attempt's, or the exchange is over: the attempt is dropped).
+   */
+  private headIn(conn: UpstreamConnection, status: number): boolean {
+    if (conn !== this.conn) return false;
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.done) {
       this.abandon();
-      return true;
+      return false;
     }
     const server = this.server;
-    const proxy = this.proxy;
     const cls = (status / 100) | 0;
     if (cls < 6) server.responses[cls]!++;
-    proxy.backend.passive.response(server, status);
-    const options = proxy.options;
-    const headers = clientResponseHeaders(rawHeaders, proxy.closing, options.requestIdHeader, this.requestId);
-    this.sticky?.addSetCookie(headers, this.cookieServer, server);
+    this.proxy.backend.passive.response(server, status);
+    return true;
+  }
+
+  /** The response head to the client, from the server's fields (hop-by-hop ones dropped here). */
+  private relayHead(status: number, message: string, rawHeaders: string[]): void {
+    const proxy = this.proxy;
+    const headers = clientResponseHeaders(
+      rawHeaders,
+      proxy.closing,
+      proxy.options.requestIdHeader,
+      this.requestId,
+    );
+    this.sticky?.addSetCookie(headers, this.cookieServer, this.server);
     // Every field passed the strict parser: nothing in it can break the head written to the client.
     this.req.writeHead(status, message, headers);
     this.responded = true;
-    return this.req.method === 'HEAD';
   }
 
   /** ConnectionUser: a 1xx before the final answer; a 100 Continue goes to the client that expects it. */

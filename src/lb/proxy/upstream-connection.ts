@@ -26,7 +26,7 @@ import {
   responseParser,
 } from './http-parser.js';
 import { copyOf, READ_BUFFER, release } from './read-buffer.js';
-import { type SimpleResponseHead, simpleResponseHead } from './response-head.js';
+import { type ScannedResponseHead, scanResponseHead } from './response-head.js';
 
 /** Whoever sends a request over the connection: the proxy's exchange. */
 export interface ConnectionUser {
@@ -37,6 +37,11 @@ export interface ConnectionUser {
    * answer to a HEAD request).
    */
   upstreamHead(conn: UpstreamConnection, status: number, message: string, rawHeaders: string[]): boolean;
+  /**
+   * upstreamHead for a head scanResponseHead read at the start of `buf` (its strings, if wanted,
+   * from responseFields, before anything else is read).
+   */
+  upstreamScannedHead(conn: UpstreamConnection, buf: Buffer, head: ScannedResponseHead): boolean;
   /** An informational (1xx) response before the final one: 100 Continue, 103 Early Hints. */
   upstreamInformational(conn: UpstreamConnection, status: number): void;
   /**
@@ -159,7 +164,7 @@ export class UpstreamConnection {
     }
     const chunk = start === 0 ? data : data.subarray(start);
     if (!this.inParser) {
-      const head = simpleResponseHead(chunk);
+      const head = scanResponseHead(chunk);
       if (head !== undefined) {
         this.simpleHead(chunk, head);
         return;
@@ -181,9 +186,9 @@ export class UpstreamConnection {
   }
 
   /** A head response-head.ts read at the start of `chunk`: as onHeadersComplete for it, then its body. */
-  private simpleHead(chunk: Buffer, head: SimpleResponseHead): void {
+  private simpleHead(chunk: Buffer, head: ScannedResponseHead): void {
     this.keepAlive = head.keepAlive;
-    const noBody = this.user!.upstreamHead(this, head.status, head.message, head.headers);
+    const noBody = this.user!.upstreamScannedHead(this, chunk, head);
     if (noBody || head.length === 0) this.completed();
     else this.rawBody = head.length;
     if (head.end < chunk.length) this.received(chunk.subarray(head.end));
