@@ -345,7 +345,9 @@ async function measurePoint(
         }
         const before = pid === undefined ? 0 : cpuSeconds(pid);
         const split = workerSplitHalfway(l.running, o.durationSec);
-        const result: RunResult = await load.run({ ...settings, durationSec: o.durationSec }, ctx.children);
+        const startedAt = new Date().toISOString();
+        const loaded = await load.run({ ...settings, durationSec: o.durationSec }, ctx.children);
+        const result: RunResult = { startedAt, ...loaded };
         if (pid !== undefined) result.cpuSeconds = cpuSeconds(pid) - before;
         const workers = await split;
         if (workers !== undefined) result.workerConnections = workers;

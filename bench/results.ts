@@ -7,6 +7,8 @@ import type { Machine } from './machine.js';
 
 /** One measured run, with the proxy's CPU time during it. */
 export interface RunResult extends LoadResult {
+  /** When the measured run started (ISO 8601): the order of the runs of a point, and the time of day. */
+  startedAt?: string;
   /** User + system CPU seconds the proxy's processes used during the run; undefined for `direct`. */
   cpuSeconds?: number;
   /**
