@@ -84,6 +84,12 @@ export class Database {
   readonly #db: TandemDb | undefined;
   #schema: Promise<void> | undefined;
   #schemaReady = false;
+  /**
+   * Where the writer stood once this process's schema transaction committed, until its first read:
+   * the table may be that new, and a replica that has not replayed it yet would answer "no such
+   * table" (the read then falls back to the writer). The first read asks for a replica that has.
+   */
+  #schemaPosition: string | undefined;
 
   constructor(opts: DatabaseOptions) {
     this.#log = opts.log;
@@ -141,8 +147,11 @@ export class Database {
       // Reads still work from a replica while the writer is down: try, but do not insist.
       await this.ensureSchema().catch((err: Error) => this.#log(`schema not ready: ${err.message}`));
     }
+    const schemaPosition = this.#schemaPosition;
+    this.#schemaPosition = undefined;
     try {
-      return (await db.read<R>(sql, params, { after })).rows;
+      // A position of the caller's own is of a write made with the table in place: it is enough.
+      return (await db.read<R>(sql, params, { after: after ?? schemaPosition })).rows;
     } catch (err) {
       throw new DatabaseUnavailable(`read failed: ${(err as Error).message}`, { cause: err });
     }
@@ -178,7 +187,8 @@ export class Database {
 
   async #createSchema(): Promise<void> {
     const dialect = this.dialect;
-    await this.#require().transaction((tx) => dialect.createSchema(tx));
+    const { position } = await this.#require().transaction((tx) => dialect.createSchema(tx));
+    this.#schemaPosition = position;
   }
 
   #require(): TandemDb {
