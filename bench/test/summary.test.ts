@@ -142,3 +142,29 @@ test('idle target: judged on the memory with shared pages counted once where it 
   assert.equal(idleCheck(idleHeld(151)).met, false);
   assert.equal(idleCheck([{ ...idleHeld(140, 140)[0]!, stillOpen: 9_000 }]).met, false);
 });
+
+test('a ratio that two decimals would round onto its target is shown with three, so that it reads as judged', () => {
+  const ps = [
+    summarizeRuns('haproxy-tcp', 'small', 64, [run(20_000, 1), run(20_000, 1)]),
+    // A contender with fewer runs than its reference: judged on the medians. 17,905 / 20,000 =
+    // 0.89525: "0.90" would read as met.
+    summarizeRuns('tandem-l4', 'small', 64, [run(17_905, 1)]),
+    summarizeRuns('haproxy-http', 'small', 64, [run(20_000, 1), run(20_000, 1), run(20_000, 1)]),
+    // By round: 0.799, 0.85, 0.75 → 0.799.
+    summarizeRuns('tandem-l7', 'small', 64, [run(15_980, 1), run(17_000, 1), run(15_000, 1)]),
+  ];
+  addRatios(ps, contenders);
+  const checks = checkTargets(ps, ['small'], []);
+  const l4 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L4 throughput'))!;
+  assert.equal(l4.measured, '0.895 × (17,905 vs 20,000 req/s)');
+  assert.equal(l4.met, false);
+  const l7 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L7 throughput'))!;
+  assert.equal(
+    l7.measured,
+    '0.799 × (median of the rounds 0.799/0.85/0.75; medians 15,980 vs 20,000 req/s: 0.799 ×)',
+  );
+  assert.equal(l7.met, false);
+  // Away from the target, two decimals as before.
+  const p99 = checks.find((c) => c.target.startsWith('small, c=64: Tandem L7 p99'))!;
+  assert.match(p99.measured, /^1\.00 × /);
+});
