@@ -12,10 +12,18 @@ import { clientResponseHeaders } from '../../src/lb/proxy/headers.js';
 import {
   MAX_SIMPLE_HEAD,
   passedHead,
+  responseFields,
+  type ScannedResponseHead,
   scanResponseHead,
-  simpleResponseHead,
+  type ResponseFields,
 } from '../../src/lb/proxy/response-head.js';
 import { seededRandom } from '../helpers/index.js';
+
+/** The head at the start of `buf` with its strings, as the proxy reads it without llhttp; undefined if left to llhttp. */
+function simpleResponseHead(buf: Buffer): (ScannedResponseHead & ResponseFields) | undefined {
+  const head = scanResponseHead(buf);
+  return head === undefined ? undefined : { ...head, ...responseFields(buf, head) };
+}
 
 interface LlhttpHead {
   status: number;

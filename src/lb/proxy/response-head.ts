@@ -45,9 +45,6 @@ export interface ResponseFields {
   readonly headers: string[];
 }
 
-/** A scanned head with its strings (scanResponseHead, then responseFields). */
-export type SimpleResponseHead = ScannedResponseHead & ResponseFields;
-
 /** Heads longer than this go to llhttp (its own limit, 16 KiB by default, applies there). */
 export const MAX_SIMPLE_HEAD = 8192;
 
@@ -216,12 +213,6 @@ export function responseFields(buf: Buffer, head: ScannedResponseHead): Response
     headers[2 * k + 1] = text.slice(SPANS[f + 2], SPANS[f + 3]);
   }
   return { message: text.slice(13, head.reasonEnd), headers };
-}
-
-/** scanResponseHead and responseFields in one: the head with its strings, or undefined. */
-export function simpleResponseHead(buf: Buffer): SimpleResponseHead | undefined {
-  const head = scanResponseHead(buf);
-  return head === undefined ? undefined : { ...head, ...responseFields(buf, head) };
 }
 
 /**
