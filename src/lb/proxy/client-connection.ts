@@ -22,6 +22,8 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { LAST_CHUNK, writeChunk } from './chunked.js';
 import {
+  headDuration,
+  headersCompleted,
   type HttpParser,
   methodName,
   prepareParseError,
@@ -465,9 +467,9 @@ export class ClientConnection {
     const p = this.parser;
     // Shelved: between two requests (the keep-alive timeout's business), or nothing sent yet.
     if (p === undefined) return !this.gotBytes && now - this.parserSince >= ms;
-    if (p.headersCompleted()) return false;
+    if (headersCompleted(p)) return false;
     // Before its first request began, the parser's clock has no start: the parser's taking is used.
-    return Math.min(p.duration(), now - this.parserSince) >= ms;
+    return Math.min(headDuration(p), now - this.parserSince) >= ms;
   }
 
   private takeParser(): TaggedParser {
@@ -492,7 +494,7 @@ export class ClientConnection {
     const p = this.parser;
     if (p === undefined || this.executing || !this.idle || this.rejected || this.closed) return;
     // Only at a message boundary: a request begun and not complete keeps its parser.
-    if (this.gotBytes && !p.headersCompleted()) return;
+    if (this.gotBytes && !headersCompleted(p)) return;
     this.parser = undefined;
     p[kConn] = undefined;
     if (spareParsers.length < MAX_SPARE_PARSERS) spareParsers.push(p);

@@ -41,15 +41,33 @@ export interface HttpParser {
   finish(): number | Error | undefined;
   remove(): void;
   close(): void;
-  /** The headers of the current message are all in (false from a message's first byte to its headers' end, and before any message). */
-  headersCompleted(): boolean;
-  /** Milliseconds since the current message began (or since the parser was initialized). */
-  duration(): number;
   [slot: number]: unknown;
 }
 
+/**
+ * What Node.js 20's parser also tells of a request parser, and later ones do not (Node.js 22 took
+ * `headersCompleted()` and `duration()` away): where this Node.js lacks them, requestParser counts
+ * them itself, from onMessageBegin and onHeadersComplete.
+ */
+interface NodeParserExtras {
+  headersCompleted?(): boolean;
+  duration?(): number;
+}
+
+/** A request parser that counts its own head state (Node.js 22 and later). */
+interface CountingParser extends HttpParser {
+  /** The current message's headers are all in (false before any message). */
+  [kHeadDone]: boolean;
+  /** performance.now() when the current message began, or the parser was initialized. */
+  [kBegan]: number;
+}
+
+const kHeadDone = Symbol('tandem.headDone');
+const kBegan = Symbol('tandem.began');
+
 interface HttpParserClass {
   new (): HttpParser;
+  readonly prototype: HttpParser;
   readonly REQUEST: number;
   readonly RESPONSE: number;
   readonly kOnMessageBegin: number;
@@ -80,7 +98,48 @@ export function responseParser(callbacks: HttpParserCallbacks): HttpParser {
  * section over `maxHeaderSize` bytes fail with HPE_HEADER_OVERFLOW.
  */
 export function requestParser(callbacks: HttpParserCallbacks, maxHeaderSize: number): HttpParser {
-  return newParser(HTTPParser.REQUEST, maxHeaderSize, callbacks);
+  if (NATIVE_HEAD_STATE) return newParser(HTTPParser.REQUEST, maxHeaderSize, callbacks);
+  const { onHeadersComplete } = callbacks;
+  const parser = newParser(HTTPParser.REQUEST, maxHeaderSize, {
+    ...callbacks,
+    onMessageBegin(this: HttpParser): void {
+      (this as CountingParser)[kHeadDone] = false;
+      (this as CountingParser)[kBegan] = performance.now();
+      callbacks.onMessageBegin?.call(this);
+    },
+    onHeadersComplete(
+      this: HttpParser,
+      ...args: Parameters<HttpParserCallbacks['onHeadersComplete']>
+    ): number {
+      (this as CountingParser)[kHeadDone] = true;
+      return onHeadersComplete.apply(this, args);
+    },
+  }) as CountingParser;
+  parser[kHeadDone] = false;
+  parser[kBegan] = performance.now();
+  return parser;
+}
+
+/** Whether this Node.js's parser tells headersCompleted() and duration() itself (Node.js 20). */
+const NATIVE_HEAD_STATE =
+  typeof (HTTPParser.prototype as NodeParserExtras).headersCompleted === 'function' &&
+  typeof (HTTPParser.prototype as NodeParserExtras).duration === 'function';
+
+/**
+ * The headers of the current request on `parser` (from requestParser) are all in: false from a
+ * message's first byte to the end of its headers, and before any message.
+ */
+export function headersCompleted(parser: HttpParser): boolean {
+  return NATIVE_HEAD_STATE
+    ? (parser as HttpParser & Required<NodeParserExtras>).headersCompleted()
+    : (parser as CountingParser)[kHeadDone];
+}
+
+/** Milliseconds since the current request on `parser` began (or since the parser was initialized). */
+export function headDuration(parser: HttpParser): number {
+  return NATIVE_HEAD_STATE
+    ? (parser as HttpParser & Required<NodeParserExtras>).duration()
+    : performance.now() - (parser as CountingParser)[kBegan];
 }
 
 /**
@@ -94,6 +153,10 @@ export function resetResponseParser(parser: HttpParser): void {
 /** Makes a request parser as new (for another connection), with `maxHeaderSize`. */
 export function resetRequestParser(parser: HttpParser, maxHeaderSize: number): void {
   parser.initialize(HTTPParser.REQUEST, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
+  if (!NATIVE_HEAD_STATE) {
+    (parser as CountingParser)[kHeadDone] = false;
+    (parser as CountingParser)[kBegan] = performance.now();
+  }
 }
 
 function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {
