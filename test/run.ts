@@ -4,8 +4,9 @@
  * searches a directory given to `--test`, Node.js 22 and later take each argument as a file or a
  * glob pattern and fail on a directory.
  *
- * Arguments: those starting with `-` go to `node --test` (`npm test -- --test-name-pattern=failover`);
- * any other is a directory or test file under dist (`test/lb`), and only those tests run.
+ * Arguments: those starting with `-` go to `node --test`, their values after `=`
+ * (`npm test -- --test-name-pattern=failover`); any other is a directory or test file under dist
+ * (`test/lb`), and only those tests run.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';

@@ -88,6 +88,11 @@ const { HTTPParser } = common;
 /** The async resource llhttp's callbacks run in (no async hooks are used here). */
 const RESOURCE = {};
 
+/** Whether this Node.js's parser tells headersCompleted() and duration() itself (Node.js 20). */
+const NATIVE_HEAD_STATE =
+  typeof (HTTPParser.prototype as NodeParserExtras).headersCompleted === 'function' &&
+  typeof (HTTPParser.prototype as NodeParserExtras).duration === 'function';
+
 /** A parser of HTTP responses with `callbacks`, strict (no lenient flags), Node's default header size limit. */
 export function responseParser(callbacks: HttpParserCallbacks): HttpParser {
   return newParser(HTTPParser.RESPONSE, 0, callbacks);
@@ -103,8 +108,7 @@ export function requestParser(callbacks: HttpParserCallbacks, maxHeaderSize: num
   const parser = newParser(HTTPParser.REQUEST, maxHeaderSize, {
     ...callbacks,
     onMessageBegin(this: HttpParser): void {
-      (this as CountingParser)[kHeadDone] = false;
-      (this as CountingParser)[kBegan] = performance.now();
+      headBegins(this);
       callbacks.onMessageBegin?.call(this);
     },
     onHeadersComplete(
@@ -114,16 +118,16 @@ export function requestParser(callbacks: HttpParserCallbacks, maxHeaderSize: num
       (this as CountingParser)[kHeadDone] = true;
       return onHeadersComplete.apply(this, args);
     },
-  }) as CountingParser;
-  parser[kHeadDone] = false;
-  parser[kBegan] = performance.now();
+  });
+  headBegins(parser);
   return parser;
 }
 
-/** Whether this Node.js's parser tells headersCompleted() and duration() itself (Node.js 20). */
-const NATIVE_HEAD_STATE =
-  typeof (HTTPParser.prototype as NodeParserExtras).headersCompleted === 'function' &&
-  typeof (HTTPParser.prototype as NodeParserExtras).duration === 'function';
+/** A counting parser's clock starts now, its headers not in (a message began, or the parser is new). */
+function headBegins(parser: HttpParser): void {
+  (parser as CountingParser)[kHeadDone] = false;
+  (parser as CountingParser)[kBegan] = performance.now();
+}
 
 /**
  * The headers of the current request on `parser` (from requestParser) are all in: false from a
@@ -153,10 +157,7 @@ export function resetResponseParser(parser: HttpParser): void {
 /** Makes a request parser as new (for another connection), with `maxHeaderSize`. */
 export function resetRequestParser(parser: HttpParser, maxHeaderSize: number): void {
   parser.initialize(HTTPParser.REQUEST, RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
-  if (!NATIVE_HEAD_STATE) {
-    (parser as CountingParser)[kHeadDone] = false;
-    (parser as CountingParser)[kBegan] = performance.now();
-  }
+  if (!NATIVE_HEAD_STATE) headBegins(parser);
 }
 
 function newParser(type: number, maxHeaderSize: number, callbacks: HttpParserCallbacks): HttpParser {
