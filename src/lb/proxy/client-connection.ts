@@ -31,7 +31,7 @@ import {
   requestParser,
   resetRequestParser,
 } from './http-parser.js';
-import { writeOut } from './direct-relay.js';
+import { flushHeld, writeOutSoon } from './direct-relay.js';
 import { readsIntoUserBuffer } from './injected.js';
 import { canTakeMore, READ_BUFFER } from './read-buffer.js';
 import { passedHead, type ScannedResponseHead } from './response-head.js';
@@ -219,7 +219,9 @@ export class FrontRequest implements RequestHead {
   writeContinue(): void {
     if (this.headersSent || this.finished) return;
     this.awaitingContinue = false;
-    this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    const socket = this.conn.socket;
+    flushHeld(socket);
+    socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
   }
 
   /**
@@ -304,14 +306,18 @@ export class FrontRequest implements RequestHead {
     const head = this.pendingHead;
     let wrote: boolean;
     if (head === undefined) {
+      flushHeld(socket);
       wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
     } else {
       // The head and the first bytes of the body in one write to the kernel.
       this.pendingHead = undefined;
       if (!this.chunked && chunk.length <= MERGE_LIMIT) {
-        // A buffer of its own (the chunk is copied in): straight to the socket's handle.
-        wrote = writeOut(socket, withHead(head, chunk));
+        // A buffer of its own (the chunk is copied in): straight to the socket's handle, at the
+        // end of the loop's turn (after whatever else this turn reads).
+        writeOutSoon(socket, withHead(head, chunk));
+        wrote = true;
       } else {
+        flushHeld(socket);
         socket.cork();
         socket.write(head, 'latin1');
         wrote = this.chunked ? writeChunk(socket, chunk) : socket.write(chunk);
@@ -327,11 +333,17 @@ export class FrontRequest implements RequestHead {
   end(body?: Buffer): void {
     if (this.finished) return;
     const socket = this.conn.socket;
-    // Whatever is left (head, body, last chunk) in one write to the kernel.
+    const tail = this.chunked && !this.noBody ? LAST_CHUNK : '';
+    if (body === undefined && this.pendingHead === undefined && tail === '') {
+      // Nothing left to write: what write() holds for the end of the turn stays held.
+      this.finish();
+      return;
+    }
+    // Whatever is left (head, body, last chunk) in one write to the kernel, after what is held.
+    flushHeld(socket);
     socket.cork();
     if (body !== undefined) this.write(body);
     const head = this.pendingHead;
-    const tail = this.chunked && !this.noBody ? LAST_CHUNK : '';
     if (head !== undefined) {
       this.pendingHead = undefined;
       if (typeof head === 'string') socket.write(head + tail, 'latin1');
@@ -570,6 +582,7 @@ export class ClientConnection {
     this.queue.length = 0;
     this.rejected = true;
     current?.lost();
+    flushHeld(this.socket);
     this.socket.end();
   }
 
@@ -681,6 +694,8 @@ export class ClientConnection {
       this.current = undefined;
       this.rejected = true;
       this.queue.length = 0;
+      // Closed once the answer is all out.
+      flushHeld(this.socket);
       this.socket.destroySoon();
       return;
     }
@@ -729,6 +744,8 @@ export class ClientConnection {
     this.upgradeRequest = undefined;
     this.rejected = true;
     const socket = this.socket as TaggedSocket;
+    // The answers before it go out before anything the handler writes.
+    flushHeld(socket);
     socket.off('data', onData);
     socket.off('end', onEnd);
     socket.off('drain', onDrain);
@@ -761,8 +778,10 @@ export class ClientConnection {
         this.deferredError = { status, text };
         return;
       }
-      if (!current.headersSent && this.socket.writable)
+      if (!current.headersSent && this.socket.writable) {
+        flushHeld(this.socket);
         this.socket.write(errorResponse(status, text), 'latin1');
+      }
       this.socket.destroy();
       return;
     }
@@ -784,6 +803,7 @@ export class ClientConnection {
       socket.destroy();
       return;
     }
+    flushHeld(socket);
     socket.end(errorResponse(status, text), 'latin1');
     this.resumeFor(PAUSE_BODY | PAUSE_HELD | PAUSE_QUEUE);
     const linger = setTimeout(() => socket.destroy(), LINGER_MS);

@@ -7,7 +7,7 @@ import { describeError } from '../describe-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import { clientResponseHeaders, requestHead, sendsChunked, upstreamRequestHeaders } from './headers.js';
 import { LAST_CHUNK, writeChunk } from './chunked.js';
-import { writeOut } from './direct-relay.js';
+import { exchangesUnderWay, heldLength, writeOut, writeOutSoon } from './direct-relay.js';
 import { limitMessage, limitStatus } from './limits.js';
 import { sendLocal } from './local-response.js';
 import { HttpPickContext } from './pick-context.js';
@@ -330,6 +330,7 @@ class Exchange implements QueuedRequest, ConnectionUser, RequestOwner {
    */
   clientDone(): void {
     this.done = true;
+    exchangesUnderWay(-1);
     clearTimeout(this.timer);
     this.timer = undefined;
     // A request that waited in the queue holds a server slot only once dispatched.
@@ -523,9 +524,9 @@ export class HttpProxy implements ClientHandler {
     }
   }
 
-  /** Closes the connections that have no request under way. */
+  /** Closes the connections that have no request under way and nothing left to send. */
   private closeIdleConnections(): void {
-    for (const conn of this.connections) if (conn.idle) conn.socket.destroy();
+    for (const conn of this.connections) if (conn.idle && unsent(conn.socket) === 0) conn.socket.destroy();
   }
 
   /** Binds and listens on the frontend's address (FrontendProxy). */
@@ -656,6 +657,7 @@ export class HttpProxy implements ClientHandler {
       ex.cookieServer = pinned;
     }
     req.owner = ex;
+    exchangesUnderWay(1);
     if (server === undefined) this.enqueue(ex);
     else this.send(ex, server);
   }
@@ -703,8 +705,10 @@ export class HttpProxy implements ClientHandler {
     const conn = server.pool.acquire(ex);
     ex.conn = conn;
     ex.reused = conn.uses > 1;
-    // Straight to a connected socket's handle; buffered by the socket until it is connected.
-    writeOut(conn.socket, ex.head);
+    // Straight to a connected socket's handle; buffered by the socket until it is connected. A
+    // request without a body goes at the end of the loop's turn, with the others of the turn.
+    if (ex.hasBody) writeOut(conn.socket, ex.head);
+    else writeOutSoon(conn.socket, ex.head);
     if (conn.connected) connected(ex);
     else ex.timer = setTimeout(onConnectTimeout, this.timeouts.connectTimeout, ex);
   }
@@ -906,8 +910,11 @@ function stalledFor(conn: ClientConnection, now: number, a: number, b: number, c
   return now - w.since;
 }
 
-/** Bytes written to `socket` and not yet taken by the kernel (in its stream, or queued in libuv). */
+/**
+ * Bytes written to `socket` and not yet taken by the kernel (held for the end of the loop's turn,
+ * in its stream, or queued in libuv).
+ */
 function unsent(socket: Socket): number {
   const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle;
-  return socket.writableLength + (handle?.writeQueueSize ?? 0);
+  return heldLength(socket) + socket.writableLength + (handle?.writeQueueSize ?? 0);
 }
