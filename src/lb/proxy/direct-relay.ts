@@ -15,7 +15,7 @@
  * the side it came from stops reading until it is out. At most one chunk is queued per direction.
  *
  * writeOut writes one chunk of the HTTP proxy the same way: straight to the handle when nothing
- * is queued before it.
+ * is queued before it; writeOutSoon does it at the end of the event loop's turn.
  *
  * It needs Node's stream binding (WriteWrap and the shared read/write state), which Node.js gives
  * through `process.binding('stream_wrap')`. Where that is missing, or with TANDEM_DIRECT_RELAY=0
@@ -314,12 +314,14 @@ export function exchangesUnderWay(delta: 1 | -1): void {
 /**
  * writeOut at the end of this turn of the event loop (its check phase, after the turn's reads)
  * instead of now, when it could go straight to the handle now and other exchanges are under way;
- * otherwise (something queued before it, corked, connecting; a lone exchange) writeOut at once. The reads of one turn then come before its writes, as
- * HAProxy orders them: a process given several messages in one turn is woken once for them, not
- * once each. Measured: the README's Architecture section.
+ * otherwise (something queued before it, corked, connecting; a lone exchange) writeOut at once.
+ * The reads of one turn then come before its writes, as HAProxy orders them: a process given
+ * several messages in one turn is woken once for them, not once each. Measured: the README's
+ * Architecture section.
  *
  * The write stays first in line: writeOut writes a held write before its own, and whoever writes
- * to or ends the socket otherwise calls flushHeld first (client-connection.ts). A socket destroyed
+ * to or ends the socket otherwise calls flushHeld first (client-connection.ts; the HTTP proxy
+ * holds a request head for its server only when no body follows it). A socket destroyed
  * meanwhile gets nothing (as a queued write is dropped by destroy()). `data` must not change
  * until it is written.
  */
