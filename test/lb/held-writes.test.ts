@@ -18,7 +18,7 @@ import {
   writeOutSoon,
   writesHeldSoFar,
 } from '../../src/lb/proxy/direct-relay.js';
-import { waitFor } from '../helpers/index.js';
+import { skipUnless, waitFor } from '../helpers/index.js';
 import { startLb } from './fixtures.js';
 import { configWith, RawClient, startHoldingBackend } from './protocol-fixtures.js';
 
@@ -213,5 +213,52 @@ test('a frontend closing while held answers go out: every answer is whole before
     assert.match(text, /^HTTP\/1\.1 200 /, `client ${i}: answered (got ${JSON.stringify(text)})`);
     assert.ok(text.endsWith('\r\n\r\nweb-01'), `client ${i}: the answer whole before the close`);
   }
+  await closing;
+});
+
+test('a frontend that begins to close in the turn an answer is held keeps that connection until the answer is out', async (t) => {
+  if (
+    skipUnless(t, directRelayAvailable ? undefined : "Node's stream binding (writes are held only with it)")
+  )
+    return;
+  const backend = await startHoldingBackend(t, 'web-01');
+  const lb = await startLb(
+    t,
+    await configWith({ servers: [{ name: 'web-01', port: backend.port }] }, { lb: { workers: 1 } }),
+  );
+  // Two exchanges under way (writes are held only then): `kept` waits at the backend throughout.
+  const kept = await RawClient.connect(t, lb.port);
+  kept.write('GET /kept HTTP/1.1\r\nHost: lb.test\r\n\r\n');
+  const answered = await RawClient.connect(t, lb.port);
+  answered.write('GET /answered HTTP/1.1\r\nHost: lb.test\r\n\r\n');
+  await waitFor('both requests at the backend', () => backend.held.length === 2 || undefined);
+  // The frontend begins to close at the end of the turn in which the proxy holds the answer to
+  // /answered, before the held write goes out: the connection is idle then, with its answer held.
+  let closing: Promise<void> | undefined;
+  const realSetImmediate = globalThis.setImmediate;
+  t.after(() => {
+    globalThis.setImmediate = realSetImmediate;
+  });
+  globalThis.setImmediate = ((fn: (...a: unknown[]) => void, ...args: unknown[]) => {
+    if (closing === undefined && fn.name === 'flushAllHeld') {
+      realSetImmediate(() => (closing = lb.handle.close()));
+    }
+    return realSetImmediate(fn, ...args);
+  }) as typeof setImmediate;
+  const heldBefore = writesHeldSoFar();
+  backend.answer('/answered');
+  await waitFor('the frontend to begin closing', () => closing !== undefined || undefined);
+  globalThis.setImmediate = realSetImmediate;
+  assert.equal(writesHeldSoFar(), heldBefore + 1, 'the answer was held');
+  const text = await answered.untilClosed();
+  assert.match(text, /^HTTP\/1\.1 200 /);
+  assert.ok(
+    text.endsWith('\r\n\r\nweb-01'),
+    `the answer whole before the close (got ${JSON.stringify(text)})`,
+  );
+  // The request still under way when closing began is answered too (and asked to close).
+  backend.answer('/kept');
+  const keptText = await kept.untilClosed();
+  assert.match(keptText, /^HTTP\/1\.1 200 [\s\S]*Connection: close\r\n[\s\S]*web-01$/);
   await closing;
 });
